@@ -1,0 +1,378 @@
+"""Checking one derivation: every oracle on every case, one report."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from handgrad import fd
+from handgrad.autograd import autograd_oracle, run_reference, to_tensors
+from handgrad.cases import Case, build_inputs, full_dims, sample_cases, upstream
+from handgrad.compare import compare
+from handgrad.contract import HandRun, run_hand
+from handgrad.diagnose import diagnose, diagnose_shape
+from handgrad.discovery import find
+from handgrad.record import Derivation
+from handgrad.report import Report, Result, reproduce_command
+from handgrad.taylor import taylor_test
+from handgrad.tolerances import tolerance
+
+CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
+DIRECTIONS = 3
+KINK_REDRAWS = 50
+
+
+@dataclasses.dataclass
+class CaseRun:
+    """Everything one case needs, built once; each oracle reads from it."""
+
+    record: Derivation
+    case: Case
+    dtype: str
+    inputs: dict[str, np.ndarray]
+    dout: np.ndarray
+    hand: HandRun
+    results: list[Result] = dataclasses.field(default_factory=list)
+
+    def result(self, check: str, tensor: str, status: str, **fields) -> Result:
+        r = Result(derivation=self.record.name, case=self.case.describe(),
+                   data_seed=self.case.data_seed, dtype=self.dtype, check=check, tensor=tensor,
+                   status=status, tag=self.record.tags.get(tensor, ""), **fields)
+        self.results.append(r)
+        return r
+
+    def compare(self, check: str, key: str, hand: np.ndarray, ref: np.ndarray,
+                tol: Mapping[str, float], allowance=0.0) -> Result:
+        hand = np.asarray(hand)
+        ref = np.asarray(ref)
+        if hand.shape != ref.shape:
+            return self.result(check, key, "fail", kind="wrong-shape",
+                               message=diagnose_shape(hand, ref, tol["rtol"], tol["atol"]))
+        c = compare(hand, ref, tol["rtol"], tol["atol"], allowance=allowance)
+        kind, message = "", ""
+        if not c.passed:
+            axes = self.record.inputs.get(key)
+            kind, message = diagnose(hand, ref, tol["rtol"], tol["atol"],
+                                     full_dims(self.record, self.case.dim_map), axes)
+        return self.result(check, key, "pass" if c.passed else "fail", kind=kind,
+                           message=message, max_abs=c.max_abs, max_rel=c.max_rel,
+                           worst_index=c.worst_index, hand_value=c.hand_value,
+                           ref_value=c.ref_value, rtol=c.rtol, atol=c.atol)
+
+
+def resolve(record_or_name: Derivation | str) -> Derivation:
+    return record_or_name if isinstance(record_or_name, Derivation) else find(record_or_name)
+
+
+def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
+          dims: Mapping[str, int] | None = None, data_seed: int | None = None,
+          checks: Iterable[str] = CHECKS, shrink: bool = True) -> Report:
+    """Check one derivation on ``cases`` sampled cases (or the one case ``dims``/``data_seed``).
+
+    Returns a :class:`Report`; ``report.passed`` says whether the hand gradients are right.
+    """
+    record = resolve(record_or_name)
+    checks = tuple(checks)
+    report = Report(record.name, record.expect, record.erratum, record.doc)
+    if dims is not None:
+        lows = {k: lo for k, (lo, _) in record.dims.items()}
+        todo = [Case.of({**lows, **dims}, 0 if data_seed is None else data_seed, "given")]
+    else:
+        todo = sample_cases(record, seed, cases)
+    for case in todo:
+        results = check_case(record, case, checks)
+        report.results += results
+        failed = [r for r in results if not r.passed]
+        if failed:
+            report.diagnoses += localise(record, results)
+            if shrink:
+                report.diagnoses += smallest_failing(record, failed[0], failed)
+    return report
+
+
+def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
+    """All checks of one case, float64 then float32."""
+    checks = set(checks)
+    case = _away_from_kinks(record, case)
+    runs = [_start(record, case, "float64")]
+    if "autograd" in checks:
+        runs.append(_start(record, case, "float32"))
+    results = []
+    for run in runs:
+        for tensor, kind, message in run.hand.problems:
+            status = "error" if kind in ("exception", "bad-return", "not-a-dict") else "fail"
+            run.result("contract", tensor, status, kind=kind, message=message)
+        if run.hand.fatal:
+            results += run.results
+            break
+        _checks_of(run, checks)
+        results += run.results
+    return results
+
+
+def _start(record: Derivation, case: Case, dtype: str) -> CaseRun:
+    inputs = build_inputs(record, case, dtype)
+    with np.errstate(all="ignore"):
+        out, _ = record.forward(**{k: v.copy() for k, v in inputs.items()})
+    dout = upstream(np.shape(out), case, dtype)
+    with np.errstate(all="ignore"):
+        hand = run_hand(record, inputs, dout, dtype)
+    return CaseRun(record, case, dtype, inputs, dout, hand)
+
+
+def _away_from_kinks(record: Derivation, case: Case) -> Case:
+    """Redraw the data until the point is ``kink_margin`` away from every kink."""
+    if record.kink_distance is None:
+        return case
+    for i in range(KINK_REDRAWS):
+        candidate = dataclasses.replace(case, data_seed=case.data_seed + i)
+        _, cache = record.forward(**build_inputs(record, candidate))
+        if record.kink_distance(cache) >= record.kink_margin:
+            return candidate
+    return case
+
+
+def _checks_of(run: CaseRun, checks: set[str]) -> None:
+    record = run.record
+    try:
+        ref_out, ref_grads = autograd_oracle(record, run.inputs, run.dout, run.dtype)
+    except Exception as exc:  # noqa: BLE001 - a broken reference is reported, not raised
+        run.result("autograd", "(reference)", "error", kind="reference-error",
+                   message=f"the PyTorch reference raised {type(exc).__name__}: {exc}")
+        return
+    if "forward" in checks or "autograd" in checks:
+        run.compare("forward", "(output)", run.hand.out, ref_out,
+                    tolerance(run.dtype, "forward", record.tolerances))
+    if "autograd" in checks:
+        tol = tolerance(run.dtype, "autograd", record.tolerances)
+        for key in (*record.intermediates, *record.differentiable):
+            if key in run.hand.grads:
+                run.compare("autograd", key, run.hand.grads[key], ref_grads[key], tol)
+    if run.dtype != "float64":
+        return
+    if "fd" in checks:
+        _finite_differences(run)
+    if "complex-step" in checks and record.complex_step:
+        _complex_step(run)
+    if "taylor" in checks:
+        _taylor(run)
+    if "descent" in checks and record.update is not None and np.shape(run.hand.out) == ():
+        _descent(run)
+
+
+def _usable(run: CaseRun) -> list[str]:
+    """The differentiable inputs whose hand gradient can enter a numeric check."""
+    return [k for k in run.record.differentiable
+            if k in run.hand.grads and run.hand.grads[k].shape == run.inputs[k].shape]
+
+
+def _elementwise(run: CaseRun) -> bool:
+    record = run.record
+    if record.fd != "auto":
+        return record.fd == "elementwise"
+    return sum(run.inputs[k].size for k in record.differentiable) <= record.fd_element_limit
+
+
+def _directions(run: CaseRun, key: str) -> np.ndarray:
+    rng = np.random.default_rng([run.case.data_seed, 2, list(run.record.inputs).index(key)])
+    return rng.standard_normal((DIRECTIONS, *run.inputs[key].shape))
+
+
+def _finite_differences(run: CaseRun) -> None:
+    evaluate = fd.objective(run.record, run.inputs, run.dout)
+    tol = tolerance("float64", "fd", run.record.tolerances)
+    for key in _usable(run):
+        hand, x = run.hand.grads[key], run.inputs[key]
+        if _elementwise(run):
+            est = fd.elementwise(evaluate, key, x)
+            _judge_fd(run, key, hand.ravel(), est, tol, "elementwise")
+            continue
+        dirs = _directions(run, key)
+        ests = [fd.directional(evaluate, key, x, v) for v in dirs]
+        est = fd.Estimate(*(np.concatenate([getattr(e, f) for e in ests])
+                            for f in ("value", "error", "forward", "backward")))
+        projected = np.array([np.vdot(hand, v) for v in dirs])
+        r = _judge_fd(run, key, projected, est, tol, f"{DIRECTIONS} Gaussian directions")
+        if r.status == "fail":
+            _fd_fallback(run, evaluate, key, tol)
+
+
+def _fd_fallback(run: CaseRun, evaluate, key: str, tol) -> None:
+    """Per-element differences where a directional check failed (a sample on big tensors)."""
+    x, hand = run.inputs[key], run.hand.grads[key]
+    limit = 4 * run.record.fd_element_limit
+    rng = np.random.default_rng([run.case.data_seed, 3])
+    idx = np.arange(x.size) if x.size <= limit else np.sort(rng.choice(x.size, limit, False))
+    est = fd.elementwise(evaluate, key, x, idx)
+    where = "" if x.size <= limit else f" ({limit} of {x.size} entries)"
+    _judge_fd(run, key, hand.ravel()[idx], est, tol, "elementwise fallback" + where)
+
+
+def _judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol,
+              method: str) -> Result:
+    """Hand vs a finite-difference estimate, telling unreliable estimates and kinks apart."""
+    scale = max(float(np.abs(est.value).max(initial=0.0)), float(np.abs(hand).max(initial=0.0)))
+    bound = tol["atol"] * scale + tol["rtol"] * np.abs(est.value)
+    unreliable = est.error > bound
+    lo, hi = np.minimum(est.forward, est.backward), np.maximum(est.forward, est.backward)
+    bracketed = (hand >= lo - bound) & (hand <= hi + bound)
+    ok = np.where(unreliable, bracketed, np.abs(hand - est.value) <= bound + est.error)
+    c = compare(hand, est.value, tol["rtol"], tol["atol"], scale=scale,
+                allowance=np.where(unreliable, np.inf, est.error))
+    notes = [method]
+    kinks = int((unreliable & bracketed).sum())
+    if kinks:
+        notes.append(f"{kinks} estimate(s) straddle a kink; the hand value lies between the "
+                     "one-sided differences there")
+    doubtful = int((unreliable & ~bracketed).sum())
+    status = "pass"
+    if not ok.all() and not (~ok & ~unreliable).any():
+        status = "unreliable"
+        notes.append(f"the finite-difference estimate is unreliable at {doubtful} entries "
+                     "(error estimate above tolerance): not a verdict on the derivation")
+    elif not ok.all():
+        status = "fail"
+    kind = ""
+    if status == "fail":
+        kind = "values"
+        if hand.shape == run.inputs[key].shape:
+            kind, evidence = diagnose(hand, est.value, tol["rtol"], tol["atol"],
+                                      full_dims(run.record, run.case.dim_map))
+            notes.append(evidence)
+    return run.result("fd", key, status, kind=kind, message="; ".join(notes),
+                      max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
+                      hand_value=c.hand_value, ref_value=c.ref_value, rtol=c.rtol, atol=c.atol)
+
+
+def _complex_step(run: CaseRun) -> None:
+    evaluate = fd.objective(run.record, run.inputs, run.dout, dtype=np.complex128)
+    tol = tolerance("float64", "autograd", run.record.tolerances)
+    for key in _usable(run):
+        hand, x = run.hand.grads[key], run.inputs[key]
+        try:
+            with np.errstate(all="ignore"):
+                if _elementwise(run):
+                    est = fd.complex_step(evaluate, key, x).reshape(x.shape)
+                else:
+                    dirs = _directions(run, key)
+                    est = fd.complex_step(evaluate, key, x, dirs)
+                    hand = np.array([np.vdot(hand, v) for v in dirs])
+        except (TypeError, ValueError) as exc:
+            run.result("complex-step", key, "unreliable", kind="no-complex",
+                       message=f"the forward does not accept complex input ({exc}); "
+                       "set complex_step=False on the record")
+            return
+        run.compare("complex-step", key, hand, est, tol)
+
+
+def _taylor(run: CaseRun) -> None:
+    keys = _usable(run)
+    if not keys:
+        return
+    base = dict(run.inputs)
+    up = np.asarray(run.dout, np.float64)
+
+    def evaluate_all(params: dict[str, np.ndarray]):
+        out, _ = run.record.forward(**{**{k: v.copy() for k, v in base.items()}, **params})
+        terms = up * np.asarray(out)
+        return float(terms.sum()), float(np.abs(terms).sum())
+
+    rng = np.random.default_rng([run.case.data_seed, 4])
+    with np.errstate(all="ignore"):
+        t = taylor_test(evaluate_all, {k: base[k] for k in keys},
+                        {k: run.hand.grads[k] for k in keys}, rng)
+    run.result("taylor", "(all)", t.status, kind="" if t.status != "fail" else "first-order",
+               message=t.message, max_rel=t.slope)
+
+
+def _descent(run: CaseRun) -> None:
+    """One hand-written update step: it lowers the loss and matches torch.optim.SGD."""
+    import torch
+
+    record = run.record
+    one = np.asarray(1.0)
+    hand = run_hand(record, run.inputs, one, "float64")
+    if hand.fatal or not all(k in hand.grads for k in record.differentiable):
+        return
+    params = {k: run.inputs[k].copy() for k in record.differentiable}
+    norm2 = sum(float(np.vdot(g, g)) for k, g in hand.grads.items() if k in params)
+    lr = 1e-3 * max(abs(float(hand.out)), 1.0) / max(norm2, 1e-12)
+    try:
+        new = record.update(params, dict(hand.grads), lr)
+        new_out, _ = record.forward(**{**run.inputs, **new})
+    except Exception as exc:  # noqa: BLE001
+        run.result("descent", "(update)", "error", kind="exception",
+                   message=f"the update rule raised {type(exc).__name__}: {exc}")
+        return
+    tensors = to_tensors(record, run.inputs, "float64")
+    leaves = [tensors[k] for k in new]
+    optimizer = torch.optim.SGD(leaves, lr=lr)
+    loss, _ = run_reference(record, tensors)
+    loss.backward()
+    optimizer.step()
+    tol = tolerance("float64", "autograd", record.tolerances)
+    for key, leaf in zip(new, leaves):
+        run.compare("descent", key, new[key], leaf.detach().numpy(), tol)
+    lowered = float(new_out) < float(hand.out)
+    run.result("descent", "(loss)", "pass" if lowered else "fail",
+               kind="" if lowered else "ascent", hand_value=float(new_out),
+               ref_value=float(hand.out),
+               message=f"loss {float(hand.out):.6g} -> {float(new_out):.6g} after one step "
+                       f"with lr={lr:.2e}" + ("" if lowered else ": the update climbs"))
+
+
+def localise(record: Derivation, results: list[Result]) -> list[str]:
+    """The first gradient, in backward order, that disagrees with autograd, per dtype."""
+    lines = []
+    order = (*record.intermediates, *record.differentiable)
+    first = next((r for r in results if not r.passed), None)
+    where = f"case {first.case} data-seed {first.data_seed}"
+    by_key = {(r.dtype, r.tensor): r for r in results if r.check == "autograd"}
+    for dtype in ("float64", "float32"):
+        wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
+        if not wrong:
+            continue
+        k = wrong[0]
+        r = by_key[(dtype, k)]
+        right = [k2 for k2 in order[: order.index(k)] if (dtype, k2) in by_key]
+        tag = f", see ({r.tag}) in {record.doc or 'its derivation'}" if r.tag else ""
+        lines.append(f"{where} {dtype}: first wrong: dL/d{k}{tag} [{r.kind}: {r.message}]")
+        if right:
+            lines.append("  correct before it: " + ", ".join(
+                f"dL/d{k2}" + (f" ({record.tags[k2]})" if k2 in record.tags else "")
+                for k2 in right))
+        break
+    lines.append(f"  reproduce: {reproduce_command(record.name, first.case, first.data_seed)}")
+    return lines
+
+
+def smallest_failing(record: Derivation, first: Result, failed: list[Result]) -> list[str]:
+    """Greedily shrink each dimension, keeping the data seed, while the same check still fails."""
+    checks = {r.check for r in failed} | {"contract"}
+    dims = {k: v for k, v in _dims_of(first.case).items() if k in record.dims}
+    start = dict(dims)
+
+    def fails(candidate: dict[str, int]) -> bool:
+        case = Case.of(candidate, first.data_seed, "shrunk")
+        return any(not r.passed for r in check_case(record, case, checks))
+
+    changed = True
+    while changed:
+        changed = False
+        for name, (lo, _) in record.dims.items():
+            for value in sorted({lo, (lo + dims[name]) // 2, dims[name] - 1}):
+                if value < dims[name] and fails({**dims, name: value}):
+                    dims[name] = value
+                    changed = True
+                    break
+    if dims == start:
+        return []
+    case = Case.of(dims, first.data_seed).describe()
+    return [f"  smallest failing case: {case}: "
+            f"{reproduce_command(record.name, case, first.data_seed)}"]
+
+
+def _dims_of(case: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (p.split("=") for p in case.split(",") if p)}

@@ -1,0 +1,128 @@
+"""What kind of error a wrong gradient is: the evidence that turns a mismatch into a diagnosis."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    scale = float(np.abs(b).max(initial=0.0))
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= atol * scale + rtol * np.abs(b)))
+
+
+def named_factors(dims: Mapping[str, int]) -> list[tuple[float, str]]:
+    """Factors a hand gradient is commonly off by: 2, 1/2 and each dimension, its square, its
+    inverse (a missing 1/N, a mean for a sum, a pool area p^2)."""
+    out = [(2.0, "2"), (0.5, "1/2")]
+    for name, v in dims.items():
+        if v > 1:
+            out += [(float(v), name), (1.0 / v, f"1/{name}"),
+                    (float(v * v), f"{name}^2"), (1.0 / (v * v), f"1/{name}^2")]
+    return out
+
+
+def _axis_name(axes: Sequence[str] | None, i: int) -> str:
+    return f"axis {i} ({axes[i]})" if axes and i < len(axes) else f"axis {i}"
+
+
+def diagnose_shape(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> str:
+    """Evidence for a gradient of the wrong shape."""
+    msg = f"hand shape {hand.shape}, reference shape {ref.shape}"
+    if hand.ndim == 2 and hand.shape == ref.shape[::-1] and _close(hand.T, ref, rtol, atol):
+        return msg + "; hand.T matches: the gradient is transposed"
+    for axis in range(hand.ndim):
+        if _close(hand.sum(axis=axis), ref, rtol, atol):
+            return msg + f"; hand.sum(axis={axis}) matches: a reduction over axis {axis} " \
+                         "(the batch?) is missing"
+    if hand.size == ref.size and _close(hand.reshape(ref.shape), ref, rtol, atol):
+        return msg + "; same values, wrong layout: reshape to the input's shape"
+    return msg
+
+
+def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
+             dims: Mapping[str, int], axes: Sequence[str] | None = None) -> tuple[str, str]:
+    """(kind, evidence) for a hand gradient that fails against ``ref`` (same shape)."""
+    h, r = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
+    scale = float(np.abs(r).max(initial=0.0))
+    bound = atol * scale + rtol * np.abs(r)
+    bad = np.abs(h - r) > bound
+    if not np.any(r):
+        return ("nonzero-where-zero", "the reference is exactly zero everywhere (the forward "
+                "never uses this input) but the hand gradient is not")
+    if not np.any(h):
+        return "zero", "the hand gradient is exactly zero where the reference is not"
+    alpha = float(np.vdot(h, r) / np.vdot(r, r))
+    if _close(h, alpha * r, rtol, atol):
+        return _factor(alpha, dims)
+    shape_kind = _layout(h, r, rtol, atol)
+    if shape_kind:
+        return shape_kind
+    if np.all(r[bad] == 0):
+        return ("nonzero-where-zero", f"non-zero at {int(bad.sum())} entries where the reference "
+                "is exactly zero (a weight the forward never uses, e.g. one a table switches off)")
+    if np.all(h[bad] == 0):
+        return ("zero-entries", f"exactly zero at {int(bad.sum())} of {bad.size} entries where the "
+                "reference is not")
+    t = float(np.abs(r[bad]).min())
+    if bad.sum() < bad.size and np.array_equal(bad, np.abs(r) >= t):
+        return ("threshold", f"wrong exactly at the {int(bad.sum())} entries with |reference| >= "
+                f"{t:.3g}, right below it: clipped or thresholded inside backward?")
+    slices = _slices(bad, axes)
+    if slices:
+        return "slices", slices
+    return "values", f"{int(bad.sum())} of {bad.size} entries wrong, with no simple pattern " \
+                     f"(best scalar fit: hand = {alpha:.4g} x reference)"
+
+
+def _factor(alpha: float, dims: Mapping[str, int]) -> tuple[str, str]:
+    if abs(alpha + 1) <= 1e-6:
+        return "sign", "hand = -1 x reference: the sign is flipped"
+    sign = "-" if alpha < 0 else ""
+    for value, name in named_factors(dims):
+        if abs(abs(alpha) - value) <= 1e-6 * value:
+            what = f"{sign}{name}" + (f" = {sign}{value:g}" if name not in ("2", "1/2") else "")
+            return "factor", f"hand = ({what}) x reference: a constant factor" + \
+                (" and a flipped sign" if sign else "")
+    if abs(alpha - 1) < 1e-3:
+        return "factor", f"hand = {alpha:.9g} x reference: relative error {alpha - 1:.1e} " \
+                         "everywhere, like a constant written with too few digits"
+    return "factor", f"hand = {alpha:.6g} x reference: a constant factor"
+
+
+def _layout(h: np.ndarray, r: np.ndarray, rtol: float, atol: float) -> tuple[str, str] | None:
+    """Transposed, permuted or flipped (a kernel not rotated by 180 degrees)."""
+    if h.ndim >= 2:
+        for perm in itertools.permutations(range(h.ndim)):
+            if perm != tuple(range(h.ndim)) and h.transpose(perm).shape == r.shape \
+                    and _close(h.transpose(perm), r, rtol, atol):
+                return "transposed", f"hand.transpose{perm} matches the reference: axes swapped"
+        for k in (2, 1):
+            for flip_axes in itertools.combinations(range(h.ndim), k):
+                if _close(np.flip(h, flip_axes), r, rtol, atol):
+                    what = "rotated by 180 degrees" if k == 2 else "reversed"
+                    return "flipped", f"hand flipped on axes {flip_axes} matches: the gradient " \
+                                      f"is {what} (a missing or extra kernel rotation?)"
+    if _close(np.sort(h, axis=None), np.sort(r, axis=None), rtol, atol):
+        return "permuted", "hand holds the reference's values in another order (an index mix-up)"
+    return None
+
+
+def _slices(bad: np.ndarray, axes: Sequence[str] | None) -> str:
+    """The axis along which only some slices are wrong, fewest wrong first."""
+    best = None
+    for axis in range(bad.ndim):
+        if bad.shape[axis] < 2:
+            continue
+        wrong = np.flatnonzero(bad.any(axis=tuple(i for i in range(bad.ndim) if i != axis)))
+        if 0 < wrong.size < bad.shape[axis]:
+            frac = wrong.size / bad.shape[axis]
+            if best is None or frac < best[0]:
+                best = (frac, axis, wrong)
+    if best is None:
+        return ""
+    _, axis, wrong = best
+    shown = ", ".join(str(i) for i in wrong[:8]) + (", ..." if wrong.size > 8 else "")
+    return f"only slices [{shown}] of {bad.shape[axis]} along {_axis_name(axes, axis)} are wrong"

@@ -1,0 +1,215 @@
+"""The derivation record: everything the engine needs to know about one hand-derived backward.
+
+How to add a derivation (no edit to the engine, ``conftest.py`` or ``tests/``):
+
+1. ``derivations/<stem>.md``: the derivation itself. Sections *Shapes*, *Forward*, *Backward*,
+   *Gradients* and *Differences from the source*; every equation carries a tag such as
+   ``\\tag{M7}`` that the code comments and the record's ``tags`` cite.
+2. ``reference/<stem>.py``: the same computation written independently in PyTorch.
+3. ``derivations/<stem>.py``: the NumPy ``forward`` and ``backward`` and one or more
+   :class:`Derivation` records at module level (a module-level list or tuple of records counts
+   too). Discovery imports every module of ``derivations/`` and collects them.
+
+The calling convention, for a record ``r``:
+
+``out, cache = r.forward(**inputs)``
+    ``inputs`` maps every name of ``r.inputs`` to a NumPy array (fresh copies: the engine checks
+    that neither function writes into them). ``out`` is the loss (a scalar) or any array. Keep
+    the dtype of the floating inputs (float64 or float32): write ``0.5 * x``, not
+    ``np.float64(0.5) * x``.
+``grads = r.backward(dout, cache)``
+    ``dout`` is dS/d(out) for the scalar S the engine differentiates: ``S = sum(dout * out)`` with a
+    random ``dout`` of ``out``'s shape (a 0-d array for a scalar loss), so a backward that ignores
+    its upstream gradient is caught. ``grads`` is a dict keyed by name: one entry per
+    differentiable input (dS/d input, same shape) and one per name in ``r.intermediates``
+    (dS/d intermediate, same shape as the tensor the reference returns under that name).
+``r.reference(**tensors)``
+    The PyTorch program. ``tensors`` are float tensors (leaves that require grad for the
+    differentiable inputs) and integer tensors for integer inputs. Returns ``out`` or
+    ``(out, {name: tensor})`` with every name of ``r.intermediates`` bound to the tensor in its
+    graph whose gradient the hand backward reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Sampler = Callable[[np.random.Generator, tuple[int, ...], Mapping[str, int]], np.ndarray]
+
+
+class DerivationError(ValueError):
+    """A record, or what its functions return, is malformed. The message names the fix."""
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """One hand-derived backward, described for the engine.
+
+    Fields
+    ------
+    name:
+        Unique, used on the command line (``handgrad check mlp-ce-tanh``).
+    forward, backward, reference:
+        See the module docstring for the calling convention.
+    inputs:
+        Symbolic shape of every input: ``{"x": ("N", "d"), "W1": ("M", "d"), "y": ("N",)}``.
+        Entries are dimension names or integer literals.
+    dims:
+        Inclusive range of each sampled dimension: ``{"N": (1, 8)}``. A fixed size is ``(k, k)``.
+        The lower bounds form the minimal case, which is always checked.
+    derive:
+        Optional ``dims -> dims`` adding dimensions that depend on the sampled ones
+        (``H = Ho + K - 1``), so that no sampled case is ever invalid.
+    nondiff:
+        Inputs without a gradient (labels, connection tables, fixed constants).
+    intermediates:
+        Names of the intermediates whose gradient ``backward`` reports, in the order the backward
+        computes them (the first is nearest the loss). Compared against autograd one by one, and
+        used to localise the first wrong step.
+    tags:
+        Gradient key (input or intermediate) -> equation tag in the ``.md`` (``"M7"``).
+    samplers:
+        Custom input generators ``(rng, shape, dims) -> array`` (labels, tables, scaled weights).
+        Other float inputs are drawn uniform on [-1, 1): bounded, never a repeated fill.
+    kink_distance:
+        Optional ``cache -> float``: the distance from the sampled point to the nearest
+        non-differentiable point of the forward (``min |pre-activation|`` for relu). The engine
+        redraws data closer than ``kink_margin`` so that finite differences do not straddle a kink.
+    kink_margin:
+        See ``kink_distance``.
+    variant:
+        Free-form description of the options baked into this record (``{"loss": "ce"}``).
+    tolerances:
+        Per-dtype overrides of :data:`handgrad.tolerances.DEFAULT`, e.g.
+        ``{"float32": {"rtol": 3e-4}}``. Say why in a comment next to the record.
+    cases:
+        Extra dims to check always (the paper's size), merged over the sampled defaults.
+    bench:
+        Dims at which to benchmark the hand forward+backward against autograd.
+    fd:
+        ``"auto"`` (per-element central differences when the differentiable inputs hold at most
+        ``fd_element_limit`` entries, directional otherwise), ``"elementwise"`` or
+        ``"directional"``.
+    complex_step:
+        True when ``forward`` accepts complex inputs holomorphically (no abs, max, comparisons on
+        the differentiable path), which allows complex-step differentiation.
+    update:
+        Optional hand-written update rule ``(params, grads, lr) -> params`` for scalar losses;
+        checked against ``torch.optim.SGD`` on the reference. ``None`` means ``p - lr * g``.
+    expect:
+        ``"pass"``, or ``"reject"`` for a record that transcribes a known error (a mistake of the
+        source write-up): the harness must reject it, and a pass is reported as a miss.
+    erratum:
+        For ``expect="reject"``: what error is transcribed, citing the source.
+    doc:
+        Path of the derivation's Markdown; discovery fills it from the module's name.
+    """
+
+    name: str
+    forward: Callable[..., tuple[Any, Any]]
+    backward: Callable[[np.ndarray, Any], Mapping[str, np.ndarray]]
+    reference: Callable[..., Any]
+    inputs: Mapping[str, tuple[str | int, ...]]
+    dims: Mapping[str, tuple[int, int]]
+    derive: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None
+    nondiff: frozenset[str] = frozenset()
+    intermediates: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    samplers: Mapping[str, Sampler] = field(default_factory=dict)
+    kink_distance: Callable[[Any], float] | None = None
+    kink_margin: float = 1e-3
+    variant: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    cases: tuple[Mapping[str, int], ...] = ()
+    bench: tuple[Mapping[str, int], ...] = ()
+    fd: str = "auto"
+    fd_element_limit: int = 600
+    complex_step: bool = False
+    update: Callable[[dict, dict, float], dict] | None = None
+    expect: str = "pass"
+    erratum: str = ""
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nondiff", frozenset(self.nondiff))
+        object.__setattr__(self, "intermediates", tuple(self.intermediates))
+        problems = validate(self)
+        if problems:
+            raise DerivationError(
+                f"derivation {self.name!r} is malformed:\n  - " + "\n  - ".join(problems)
+            )
+
+    @property
+    def differentiable(self) -> tuple[str, ...]:
+        """The inputs that get a gradient, in declaration order."""
+        return tuple(k for k in self.inputs if k not in self.nondiff)
+
+    @property
+    def grad_keys(self) -> frozenset[str]:
+        """The exact key set ``backward`` must return."""
+        return frozenset(self.differentiable) | frozenset(self.intermediates)
+
+    def shape_of(self, name: str, dims: Mapping[str, int]) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else int(dims[d]) for d in self.inputs[name])
+
+
+def validate(r: Derivation) -> list[str]:
+    """Every way the record is malformed, each with what to change."""
+    problems = []
+    if not isinstance(r.name, str) or not r.name or any(c.isspace() for c in r.name):
+        problems.append("name must be a non-empty string without spaces")
+    for fn in ("forward", "backward", "reference"):
+        if not callable(getattr(r, fn)):
+            problems.append(f"{fn} must be callable, got {type(getattr(r, fn)).__name__}")
+    if not r.inputs:
+        problems.append("inputs is empty: declare the symbolic shape of every input")
+    named_dims = set()
+    for key, shape in r.inputs.items():
+        if not isinstance(shape, tuple):
+            problems.append(f"inputs[{key!r}] must be a tuple of dimension names or ints")
+            continue
+        named_dims |= {d for d in shape if isinstance(d, str)}
+    for key, rng in r.dims.items():
+        if (
+            not isinstance(rng, tuple)
+            or len(rng) != 2
+            or not all(isinstance(v, int) for v in rng)
+            or not 1 <= rng[0] <= rng[1]
+        ):
+            problems.append(f"dims[{key!r}] must be an inclusive range (lo, hi), 1 <= lo <= hi")
+    if r.derive is None:
+        missing = sorted(named_dims - set(r.dims))
+        if missing:
+            problems.append(f"dimensions {missing} appear in inputs but have no range in dims")
+    unknown = sorted(set(r.nondiff) - set(r.inputs))
+    if unknown:
+        problems.append(f"nondiff names {unknown}, which are not inputs")
+    clash = sorted(set(r.intermediates) & set(r.inputs))
+    if clash:
+        problems.append(f"intermediates {clash} share a name with an input: rename one")
+    if len(set(r.intermediates)) != len(r.intermediates):
+        problems.append("intermediates holds a name twice")
+    stray_tags = sorted(set(r.tags) - r.grad_keys)
+    if stray_tags:
+        problems.append(f"tags name {stray_tags}, which are neither differentiable inputs nor "
+                        "intermediates")
+    stray_samplers = sorted(set(r.samplers) - set(r.inputs))
+    if stray_samplers:
+        problems.append(f"samplers name {stray_samplers}, which are not inputs")
+    if r.fd not in ("auto", "elementwise", "directional"):
+        problems.append("fd must be 'auto', 'elementwise' or 'directional'")
+    if r.expect not in ("pass", "reject"):
+        problems.append("expect must be 'pass' or 'reject'")
+    if r.expect == "reject" and not r.erratum:
+        problems.append("a record with expect='reject' must say in erratum which error it "
+                        "transcribes")
+    for dtype, over in r.tolerances.items():
+        if dtype not in ("float64", "float32"):
+            problems.append(f"tolerances key {dtype!r} must be 'float64' or 'float32'")
+        elif not isinstance(over, Mapping):
+            problems.append(f"tolerances[{dtype!r}] must map 'rtol'/'atol' to numbers")
+    return problems
