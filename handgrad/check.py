@@ -95,10 +95,15 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
 def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
     """All checks of one case, float64 then float32."""
     checks = set(checks)
-    case = _away_from_kinks(record, case)
-    runs = [_start(record, case, "float64")]
-    if "autograd" in checks:
-        runs.append(_start(record, case, "float32"))
+    try:
+        case = _away_from_kinks(record, case)
+        runs = [_start(record, case, dtype) for dtype in ("float64", "float32")
+                if dtype == "float64" or "autograd" in checks]
+    except Exception as exc:  # noqa: BLE001 - a record that cannot run is a result, not a crash
+        return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
+                       "(inputs)", "error", kind="exception",
+                       message=f"sampling inputs or the first forward raised "
+                               f"{type(exc).__name__}: {exc}; check samplers, dims and forward")]
     results = []
     for run in runs:
         for tensor, kind, message in run.hand.problems:
@@ -363,7 +368,7 @@ def smallest_failing(record: Derivation, first: Result, failed: list[Result]) ->
         changed = False
         for name, (lo, _) in record.dims.items():
             for value in sorted({lo, (lo + dims[name]) // 2, dims[name] - 1}):
-                if value < dims[name] and fails({**dims, name: value}):
+                if lo <= value < dims[name] and fails({**dims, name: value}):
                     dims[name] = value
                     changed = True
                     break

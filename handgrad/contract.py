@@ -93,7 +93,8 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndar
     for k in sorted(record.grad_keys & set(grads)):
         g = np.asarray(grads[k])
         if k in record.inputs and g.shape != np.shape(inputs[k]):
-            continue  # reported with a diagnosis by the comparison
+            run.grads[k] = g.copy()  # the comparison reports it, with a diagnosis of the shape
+            continue
         if not np.issubdtype(g.dtype, np.floating) or g.dtype != np.dtype(dtype):
             run.add(k, "wrong-dtype", f"gradient {k!r} is {g.dtype} for {dtype} inputs; keep the "
                     "input dtype (avoid float64 constants such as np.float64(...) or np.ones(n))")

@@ -1,0 +1,135 @@
+"""``handgrad check``: run every oracle over the named (default: all) derivations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from handgrad.check import check
+from handgrad.discovery import discover
+from handgrad.record import DerivationError
+from handgrad.report import STATUS_WORD, Report
+
+
+def parse_dims(text: str) -> dict[str, int]:
+    try:
+        return {k.strip(): int(v) for k, v in (p.split("=") for p in text.split(",") if p)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--dims wants NAME=INT,NAME=INT, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handgrad check",
+                                description="Check hand-derived gradients against every oracle.")
+    p.add_argument("names", nargs="*", help="derivation names or prefixes (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the case sampler (default 0)")
+    p.add_argument("--cases", type=int, default=4, help="cases per derivation (default 4)")
+    p.add_argument("--dims", type=parse_dims, help="check one case: N=2,d=3,... (with --data-seed)")
+    p.add_argument("--data-seed", type=int, default=0, help="data seed of the --dims case")
+    p.add_argument("--json", action="store_true", help="print a JSON list of results")
+    p.add_argument("--verbose", "-v", action="store_true", help="print every tensor's row")
+    p.add_argument("--list", action="store_true", help="list the derivations and exit")
+    return p
+
+
+def select(records, names: list[str]):
+    if not names:
+        return records, []
+    chosen = [r for r in records if any(r.name == n or r.name.startswith(n) for n in names)]
+    unknown = [n for n in names if not any(r.name == n or r.name.startswith(n) for r in records)]
+    return chosen, unknown
+
+
+def summary_rows(report: Report) -> list[tuple[str, ...]]:
+    """One row per case x dtype x check: the worst tensor's figures and the verdict."""
+    groups: dict[tuple, list] = {}
+    for r in report.results:
+        groups.setdefault((r.case, r.data_seed, r.dtype, r.check), []).append(r)
+    rows = []
+    for (case, seed, dtype, chk), rs in groups.items():
+        failed = [r for r in rs if not r.passed]
+        status = "fail" if failed else ("unreliable" if any(r.status == "unreliable" for r in rs)
+                                        else "pass")
+        if any(r.status == "error" for r in rs):
+            status = "error"
+        worst = max((r.max_rel for r in rs if math.isfinite(r.max_rel)), default=math.nan)
+        label = "slope" if chk == "taylor" else "max rel"
+        verdict = STATUS_WORD[status]
+        if failed:
+            verdict += " " + ", ".join(sorted({f"{r.tensor}:{r.kind}" for r in failed}))
+        rows.append((report.derivation, f"{case} s={seed}", dtype, chk, str(len(rs)),
+                     "-" if math.isnan(worst) else f"{label} {worst:.1e}", verdict))
+    return rows
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    header = ("derivation", "case", "dtype", "check", "tensors", "figure", "verdict")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "check":
+        print("usage: handgrad check [NAME ...] [--seed S] [--cases K] [--json] "
+              "(handgrad check --help)", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv[1:])
+    records, broken = discover()
+    chosen, unknown = select(records, args.names)
+    if args.list:
+        for r in chosen:
+            print(f"{r.name:32s} {'expect ' + r.expect:16s} {r.erratum or r.doc}")
+        return 0
+    reports: list[Report] = []
+    problems = [f"{b.module}: {b.message}" for b in broken]
+    problems += [f"no derivation matches {n!r}" for n in unknown]
+    started = time.perf_counter()
+    for record in chosen:
+        try:
+            dims = args.dims if args.dims is not None else None
+            reports.append(check(record, args.seed, args.cases, dims=dims,
+                                 data_seed=args.data_seed if dims else None))
+        except DerivationError as exc:
+            problems.append(str(exc))
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(json.dumps([{**r.as_dict(), "expect": rep.expect}
+                          for rep in reports for r in rep.results], indent=1))
+    else:
+        render(reports, args.verbose, elapsed)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    ok = not problems and all(r.as_expected for r in reports)
+    return 0 if ok else 1
+
+
+def render(reports: list[Report], verbose: bool, elapsed: float) -> None:
+    rows = [row for rep in reports if rep.expect == "pass" for row in summary_rows(rep)]
+    if rows:
+        print_table(rows)
+    for rep in reports:
+        if verbose or not rep.as_expected:
+            print()
+            print(rep.render(only_failures=not verbose))
+    errata = [rep for rep in reports if rep.expect == "reject"]
+    if errata:
+        print("\nKnown errors (transcribed from the source; each must be rejected):")
+        for rep in errata:
+            verdict = "rejected" if not rep.passed else "MISSED"
+            first = next((d.strip() for d in rep.diagnoses if "first wrong" in d), None)
+            kinds = sorted({f"{r.check}:{r.kind}" for r in rep.failures})
+            print(f"  {verdict:8s} {rep.derivation}: {rep.erratum}")
+            if first or kinds:
+                print(f"           {first or ', '.join(kinds[:4])}")
+    good = sum(r.as_expected for r in reports)
+    print(f"\n{good}/{len(reports)} derivations as expected "
+          f"({sum(len(r.results) for r in reports)} results, {elapsed:.1f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

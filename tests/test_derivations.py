@@ -1,0 +1,47 @@
+"""Every discovered derivation, on every sampled case, against every oracle. Names none."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import handgrad
+from handgrad.check import check_case, localise
+from handgrad.report import Report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_right_derivation_passes_every_oracle(right_case):
+    record, case = right_case
+    results = check_case(record, case)
+    report = Report(record.name, results=results)
+    if not report.passed:
+        report.diagnoses = localise(record, results)
+    assert report.passed, "\n" + report.render(only_failures=True)
+
+
+def test_transcribed_error_is_rejected(erratum, grad_seed, grad_cases):
+    report = handgrad.check(erratum, seed=grad_seed, cases=grad_cases, shrink=False)
+    assert not report.passed, (
+        f"{erratum.name} transcribes a known error ({erratum.erratum}) but passed every "
+        f"oracle:\n{report.render()}")
+    assert all(r.kind for r in report.failures), "every failure must carry a diagnosis kind"
+
+
+def test_derivation_is_documented(record):
+    assert record.doc, f"{record.name}: no Markdown derivation found next to its module"
+    text = (ROOT / record.doc).read_text()
+    for section in ("Shapes", "Forward", "Backward", "Gradients", "Differences from the source"):
+        assert re.search(rf"^#+ .*{section}", text, re.M), \
+            f"{record.doc} lacks a '{section}' section"
+    tags = set(re.findall(r"\\tag\{([^}]+)\}", text))
+    missing = sorted(set(record.tags.values()) - tags)
+    assert not missing, f"{record.name}: tags {missing} are cited but not in {record.doc}"
+
+
+def test_every_tag_is_cited_in_code(record):
+    """A tag in the record must also stand in a comment, ``(M7)``, beside the code computing it."""
+    source = "\n".join(p.read_text() for p in (ROOT / "derivations").glob("*.py"))
+    uncited = sorted(t for t in set(record.tags.values()) if f"({t})" not in source)
+    assert not uncited, f"{record.name}: tags {uncited} are cited by no comment in derivations/"
