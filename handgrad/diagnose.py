@@ -50,8 +50,8 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     bound = atol * scale + rtol * np.abs(r)
     bad = np.abs(h - r) > bound
     if not np.any(r):
-        return ("nonzero-where-zero", "the reference is exactly zero everywhere (the forward "
-                "never uses this input) but the hand gradient is not")
+        return ("nonzero-where-zero", "the reference is exactly zero everywhere (this input "
+                "does not reach the loss here) but the hand gradient is not")
     if not np.any(h):
         return "zero", "the hand gradient is exactly zero where the reference is not"
     alpha = float(np.vdot(h, r) / np.vdot(r, r))
@@ -60,6 +60,10 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     shape_kind = _layout(h, r, rtol, atol)
     if shape_kind:
         return shape_kind
+    slices, coverage = _slices(bad, axes)
+    if bad.sum() <= 3 < bad.size and coverage < 0.5:
+        where = ", ".join(str(list(np.unravel_index(i, bad.shape))) for i in np.flatnonzero(bad))
+        return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong: {where}"
     if np.all(r[bad] == 0):
         return ("nonzero-where-zero", f"non-zero at {int(bad.sum())} entries where the reference "
                 "is exactly zero (a weight the forward never uses, e.g. one a table switches off)")
@@ -70,7 +74,6 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     if bad.sum() < bad.size and np.array_equal(bad, np.abs(r) >= t):
         return ("threshold", f"wrong exactly at the {int(bad.sum())} entries with |reference| >= "
                 f"{t:.3g}, right below it: clipped or thresholded inside backward?")
-    slices = _slices(bad, axes)
     if slices:
         return "slices", slices
     return "values", f"{int(bad.sum())} of {bad.size} entries wrong, with no simple pattern " \
@@ -110,8 +113,9 @@ def _layout(h: np.ndarray, r: np.ndarray, rtol: float, atol: float) -> tuple[str
     return None
 
 
-def _slices(bad: np.ndarray, axes: Sequence[str] | None) -> str:
-    """The axis along which only some slices are wrong, fewest wrong first."""
+def _slices(bad: np.ndarray, axes: Sequence[str] | None) -> tuple[str, float]:
+    """The axis along which only some slices are wrong (fewest wrong first), and the share of
+    entries wrong inside those slices."""
     best = None
     for axis in range(bad.ndim):
         if bad.shape[axis] < 2:
@@ -122,7 +126,9 @@ def _slices(bad: np.ndarray, axes: Sequence[str] | None) -> str:
             if best is None or frac < best[0]:
                 best = (frac, axis, wrong)
     if best is None:
-        return ""
+        return "", 0.0
     _, axis, wrong = best
+    coverage = float(np.take(bad, wrong, axis=axis).mean())
     shown = ", ".join(str(i) for i in wrong[:8]) + (", ..." if wrong.size > 8 else "")
-    return f"only slices [{shown}] of {bad.shape[axis]} along {_axis_name(axes, axis)} are wrong"
+    return (f"only slices [{shown}] of {bad.shape[axis]} along {_axis_name(axes, axis)} are "
+            "wrong", coverage)

@@ -105,6 +105,9 @@ class Derivation:
         source write-up): the harness must reject it, and a pass is reported as a miss.
     erratum:
         For ``expect="reject"``: what error is transcribed, citing the source.
+    expect_kind:
+        For ``expect="reject"``: the diagnosis kind the harness should give (``"sign"``,
+        ``"factor"``, ``"flipped"``, ...; see ``handgrad/diagnose.py``); empty when unsure.
     doc:
         Path of the derivation's Markdown; discovery fills it from the module's name.
     """
@@ -132,6 +135,7 @@ class Derivation:
     update: Callable[[dict, dict, float], dict] | None = None
     expect: str = "pass"
     erratum: str = ""
+    expect_kind: str = ""
     doc: str = ""
 
     def __post_init__(self) -> None:

@@ -72,6 +72,18 @@ class Report:
     def failures(self) -> list[Result]:
         return [r for r in self.results if not r.passed]
 
+    @property
+    def kind(self) -> str:
+        """The diagnosis of the first failure: a broken contract first, then the first wrong
+        gradient against float64 autograd (results come in backward order), then any other."""
+        order = (("contract", "float64"), ("contract", "float32"), ("autograd", "float64"),
+                 ("forward", "float64"), ("descent", "float64"), ("autograd", "float32"))
+        for check, dtype in order:
+            hit = next((r for r in self.failures if r.check == check and r.dtype == dtype), None)
+            if hit:
+                return hit.kind
+        return self.failures[0].kind if self.failures else ""
+
     def render(self, only_failures: bool = False) -> str:
         rows = self.failures if only_failures else self.results
         lines = [f"== {self.derivation}" + (f"  (transcribes: {self.erratum})" if self.erratum
