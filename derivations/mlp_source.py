@@ -74,11 +74,12 @@ def erratum(name: str, text: str, loss: str = "ce", **changes):
 
 
 RECORDS = [
-    erratum("dyhat-sign", "(M6) dL/dy = y/yhat, without the minus", backward=dyhat_without_minus),
+    erratum("dyhat-sign", "(M6) dL/dy = y/yhat, without the minus", backward=dyhat_without_minus,
+            expect_kind="sign"),
     erratum("softmax-diagonal", "(M7) softmax differentiated as if elementwise: f2' = y(1-y)",
-            backward=softmax_as_elementwise),
+            backward=softmax_as_elementwise, expect_kind="zero-entries"),
     erratum("dz-no-output-derivative", "(M10) dL/dz = sum_j dL/dy_j w_jk, f2' skipped",
-            backward=dz_skips_output_derivative),
+            backward=dz_skips_output_derivative, expect_kind="values"),
     erratum("db2-sum-over-outputs", "(M9) dL/db2_k = sum over all outputs j",
             backward=db2_summed_over_outputs),
     erratum("db1-sum-over-hidden", "(M13) dL/db1_i = sum over all hidden units k",

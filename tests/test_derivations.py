@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import handgrad
-from handgrad.check import check_case, localise
+from handgrad.check import check_case, localise, smallest_failing
 from handgrad.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +17,8 @@ def test_right_derivation_passes_every_oracle(right_case):
     results = check_case(record, case)
     report = Report(record.name, results=results)
     if not report.passed:
-        report.diagnoses = localise(record, results)
+        report.diagnoses = localise(record, results) + smallest_failing(
+            record, report.failures[0], report.failures)
     assert report.passed, "\n" + report.render(only_failures=True)
 
 
