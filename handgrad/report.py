@@ -85,10 +85,22 @@ class Report:
         return self.failures[0].kind if self.failures else ""
 
     def render(self, only_failures: bool = False) -> str:
-        rows = self.failures if only_failures else self.results
+        """The per-tensor table; with ``only_failures``, the failing rows of the first failing
+        case (every dtype), and a count of the rest."""
+        rows = self.results
+        rest = 0
+        if only_failures and self.failures:
+            first = self.failures[0]
+            rows = [r for r in self.failures if (r.case, r.data_seed) == (first.case,
+                                                                            first.data_seed)]
+            rest = len(self.failures) - len(rows)
+        elif only_failures:
+            rows = []
         lines = [f"== {self.derivation}" + (f"  (transcribes: {self.erratum})" if self.erratum
                                               else "")]
         lines += render_table(rows)
+        if rest:
+            lines.append(f"  (+{rest} failing rows in other cases; check with --verbose)")
         lines += self.diagnoses
         verdict = "PASS" if self.passed else "FAIL"
         if self.expect == "reject":
