@@ -122,6 +122,12 @@ def targets(rng: np.random.Generator, shape, dims) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=shape)
 
 
+def weights(rng: np.random.Generator, shape, dims) -> np.ndarray:
+    """Uniform on +-1/sqrt(fan_in): pre-activations stay O(1) at any width, so the softmax and
+    the sigmoid do not saturate (a saturated net has near-zero gradients that hide errors)."""
+    return rng.uniform(-1.0, 1.0, size=shape) / np.sqrt(shape[1])
+
+
 def min_abs_a1(c: Cache) -> float:
     return float(np.abs(c.a1).min())
 
@@ -146,7 +152,7 @@ def make(loss_name: str, f1: str, **changes) -> Derivation:
         "nondiff": {"y"},
         "intermediates": ("yhat", "a2", "z", "a1"),
         "tags": TAGS,
-        "samplers": {"y": labels if loss == "ce" else targets},
+        "samplers": {"y": labels if loss == "ce" else targets, "W1": weights, "W2": weights},
         "kink_distance": min_abs_a1 if f1 == "relu" else None,
         "variant": {"loss": loss_name, "f1": f1},
         "complex_step": f1 != "relu",

@@ -4,12 +4,15 @@ Central differences with Richardson extrapolation: D(h) = (S(x + h) - S(x - h)) 
 c h^2 + O(h^4), so R = (4 D(h/2) - D(h)) / 3 cancels the h^2 term, and |D(h/2) - D(h)| / 3, the
 size of that correction, estimates what is left. The step is eps^(1/5) / 4 * max(1, |x|)
 (1.8e-4 in float64): eps^(1/5) balances the O(h^4) truncation against the eps/h round-off, and
-the quarter keeps perturbations inside the 1e-3 margin the sampler leaves around kinks. Where the estimate itself is unreliable (a kink between
-x - h and x + h, or round-off), the result says so instead of judging the derivation.
+the quarter keeps perturbations inside the 1e-3 margin the sampler leaves around kinks. The error
+bound adds the round-off, 30 eps sum|terms| / h. Where the bound itself exceeds the tolerance (a
+kink between x - h and x + h, or round-off), the result says so instead of judging the
+derivation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -17,18 +20,33 @@ import numpy as np
 
 from handgrad.record import Derivation
 
-STEP = 0.25 * float(np.finfo(np.float64).eps) ** 0.2
+EPS = float(np.finfo(np.float64).eps)
+STEP = 0.25 * EPS ** 0.2
+# R = (4 D(h/2) - D(h)) / 3 weighs the four evaluations by 3/h in all; each carries a rounding
+# error of about depth * eps * sum|terms|, and 10 layers of depth is generous here.
+ROUNDOFF_FACTOR = 30.0
 COMPLEX_STEP = 1e-30
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Finite-difference derivatives with their error bounds, and the one-sided estimates."""
+    """Finite-difference derivatives, the two parts of their error bound, and the one-sided
+    estimates (which bracket the derivative's one-sided limits at a kink)."""
 
     value: np.ndarray
-    error: np.ndarray
+    truncation: np.ndarray
+    roundoff: np.ndarray
     forward: np.ndarray
     backward: np.ndarray
+
+    @property
+    def error(self) -> np.ndarray:
+        return self.truncation + self.roundoff
+
+    @classmethod
+    def join(cls, parts: list[Estimate]) -> Estimate:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts])
+                     for f in dataclasses.fields(cls)))
 
 
 def objective(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
@@ -51,41 +69,47 @@ def objective(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
     return evaluate
 
 
-def _richardson(f: Callable[[float], float], h: float) -> tuple[float, float, float, float]:
-    fp, fm = f(h), f(-h)
-    fp2, fm2 = f(h / 2), f(-h / 2)
-    f0 = f(0.0)
+def _richardson(f: Callable[[float], tuple[float, float]], h: float) -> tuple[float, ...]:
+    """(R, truncation bound, round-off bound, forward and backward one-sided differences)."""
+    (fp, mp), (fm, mm) = f(h), f(-h)
+    (fp2, mp2), (fm2, mm2) = f(h / 2), f(-h / 2)
+    f0, m0 = f(0.0)
     d1 = (fp - fm) / (2 * h)
     d2 = (fp2 - fm2) / h
-    return (4 * d2 - d1) / 3, abs(d2 - d1) / 3, (fp2 - f0) / (h / 2), (f0 - fm2) / (h / 2)
+    roundoff = ROUNDOFF_FACTOR * EPS * max(mp, mm, mp2, mm2, m0) / h
+    return ((4 * d2 - d1) / 3, abs(d2 - d1) / 3, roundoff, (fp2 - f0) / (h / 2),
+            (f0 - fm2) / (h / 2))
+
+
+def _real(evaluate, name: str, value: np.ndarray) -> tuple[float, float]:
+    s, magnitude = evaluate(name, value)
+    return float(np.real(s)), magnitude
 
 
 def elementwise(evaluate, name: str, x: np.ndarray, indices=None) -> Estimate:
     """Per-element Richardson central differences of S with respect to input ``name``."""
     x = np.asarray(x, dtype=np.float64)
     flat_indices = range(x.size) if indices is None else indices
-    n = len(flat_indices)
-    est = np.zeros(n)
-    err, fwd, bwd = np.zeros(n), np.zeros(n), np.zeros(n)
-    for j, i in enumerate(flat_indices):
+    rows = []
+    for i in flat_indices:
         h = STEP * max(1.0, abs(x.flat[i]))
 
         def f(t, i=i):
             xp = x.copy()
             xp.flat[i] += t
-            return float(np.real(evaluate(name, xp)[0]))
+            return _real(evaluate, name, xp)
 
-        est[j], err[j], fwd[j], bwd[j] = _richardson(f, h)
-    return Estimate(est, err, fwd, bwd)
+        rows.append(_richardson(f, h))
+    return Estimate(*(np.array(col, dtype=np.float64).reshape(-1) for col in zip(*rows))) \
+        if rows else Estimate(*(np.zeros(0) for _ in range(5)))
 
 
 def directional(evaluate, name: str, x: np.ndarray, v: np.ndarray) -> Estimate:
     """Richardson estimate of d/dt S(x + t v) at t = 0, i.e. <dS/dx, v>."""
     x = np.asarray(x, dtype=np.float64)
     h = STEP * max(1.0, float(np.abs(x).max(initial=0.0))) / max(float(np.abs(v).max()), 1e-300)
-    value, error, fwd, bwd = _richardson(
-        lambda t: float(np.real(evaluate(name, x + t * v)[0])), h)
-    return Estimate(np.array([value]), np.array([error]), np.array([fwd]), np.array([bwd]))
+    parts = _richardson(lambda t: _real(evaluate, name, x + t * v), h)
+    return Estimate(*(np.array([p]) for p in parts))
 
 
 def complex_step(evaluate, name: str, x: np.ndarray, directions: np.ndarray | None = None):
