@@ -252,12 +252,13 @@ RECORDS = [
                       "sum over the output maps d it feeds"),
     make_conv("scaled-tanh", "conv-table-err-dw-true-convolution", dims=ERRATA_CONV_DIMS,
               bench=(), backward=partial(conv_record_backward, wgrad=weight_grad_true_convolution),
-              expect="reject",
+              expect="reject", expect_kind="flipped",
               erratum="source 3.4 step 3: dL/dW^(l,p,d) = dL/dX~^(l,d) (x) X^(l-1,p), with (x) "
                       "'the convolution operation' read as a true (flipped) convolution: the "
                       "gradient comes out rotated by 180 degrees"),
     make_pool("scaled-tanh", 3, "meanpool-err-quarter",
               backward=partial(pool_record_backward, scale=quarter), expect="reject",
+              expect_kind="factor",
               erratum="source 3.4 step 2: dL/dY = (w/4) (dL/dX . g'(X~)) upsampled: the factor "
                       "1/4 holds for 2x2 windows only; a p x p window needs 1/p^2"),
     make_pool("scaled-tanh", 3, "meanpool-err-index",

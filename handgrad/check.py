@@ -245,9 +245,12 @@ def _judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol,
     kind = ""
     if status == "fail":
         kind = "values"
-        if hand.shape == run.inputs[key].shape:
-            kind, evidence = diagnose(hand, est.value, tol["rtol"], tol["atol"],
-                                      full_dims(run.record, run.case.dim_map))
+        if hand.size == run.inputs[key].size:
+            shape = run.inputs[key].shape
+            kind, evidence = diagnose(hand.reshape(shape), est.value.reshape(shape),
+                                      tol["rtol"], tol["atol"],
+                                      full_dims(run.record, run.case.dim_map),
+                                      run.record.inputs.get(key))
             notes.append(evidence)
     return run.result("fd", key, status, kind=kind, message="; ".join(notes),
                       max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,

@@ -64,6 +64,12 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     if bad.sum() <= 3 < bad.size and coverage < 0.5:
         where = ", ".join(str(list(np.unravel_index(i, bad.shape))) for i in np.flatnonzero(bad))
         return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong: {where}"
+    extra, lost = bad & (r == 0) & (h != 0), bad & (h == 0) & (r != 0)
+    if extra.any() and lost.any() and np.array_equal(bad, extra | lost):
+        return ("mask", f"the zero pattern differs, values agree elsewhere: non-zero at "
+                f"{int(extra.sum())} entries where the reference is exactly zero, zero at "
+                f"{int(lost.sum())} where it is not (a mask or connection table indexed the "
+                "wrong way round?)")
     if np.all(r[bad] == 0):
         return ("nonzero-where-zero", f"non-zero at {int(bad.sum())} entries where the reference "
                 "is exactly zero (a weight the forward never uses, e.g. one a table switches off)")
@@ -71,7 +77,8 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
         return ("zero-entries", f"exactly zero at {int(bad.sum())} of {bad.size} entries where the "
                 "reference is not")
     t = float(np.abs(r[bad]).min())
-    if bad.sum() < bad.size and np.array_equal(bad, np.abs(r) >= t):
+    clipped = np.all(np.abs(h[bad]) < np.abs(r[bad])) and np.any(~bad & (np.abs(r) > 0.1 * t))
+    if clipped and bad.sum() < bad.size and np.array_equal(bad, np.abs(r) >= t):
         return ("threshold", f"wrong exactly at the {int(bad.sum())} entries with |reference| >= "
                 f"{t:.3g}, right below it: clipped or thresholded inside backward?")
     if slices:
