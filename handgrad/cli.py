@@ -51,8 +51,9 @@ def summary_rows(report: Report) -> list[tuple[str, ...]]:
     rows = []
     for (case, seed, dtype, chk), rs in groups.items():
         failed = [r for r in rs if not r.passed]
-        status = "fail" if failed else ("unreliable" if any(r.status == "unreliable" for r in rs)
-                                        else "pass")
+        statuses = {r.status for r in rs}
+        status = "fail" if failed else next(
+            (s for s in ("unreliable", "skipped") if s in statuses), "pass")
         if any(r.status == "error" for r in rs):
             status = "error"
         worst = max((r.max_rel for r in rs if math.isfinite(r.max_rel)), default=math.nan)

@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
+SKIPPABLE = ("fd", "complex-step", "taylor", "descent")
+
 Sampler = Callable[[np.random.Generator, tuple[int, ...], Mapping[str, int]], np.ndarray]
 
 
@@ -100,6 +103,11 @@ class Derivation:
     update:
         Optional hand-written update rule ``(params, grads, lr) -> params`` for scalar losses;
         checked against ``torch.optim.SGD`` on the reference. ``None`` means ``p - lr * g``.
+    skip:
+        Checks that do not apply, each with the reason: ``{"taylor": "why"}``. Only
+        finite differences, the complex step, the Taylor test and the descent step can be
+        skipped (an oracle that differentiates the forward cannot judge a backward that departs
+        from the forward's gradient on purpose, like truncated BPTT). Reported as skipped rows.
     expect:
         ``"pass"``, or ``"reject"`` for a record that transcribes a known error (a mistake of the
         source write-up): the harness must reject it, and a pass is reported as a miss.
@@ -133,6 +141,7 @@ class Derivation:
     fd_element_limit: int = 600
     complex_step: bool = False
     update: Callable[[dict, dict, float], dict] | None = None
+    skip: Mapping[str, str] = field(default_factory=dict)
     expect: str = "pass"
     erratum: str = ""
     expect_kind: str = ""
@@ -206,6 +215,9 @@ def validate(r: Derivation) -> list[str]:
         problems.append(f"samplers name {stray_samplers}, which are not inputs")
     if r.fd not in ("auto", "elementwise", "directional"):
         problems.append("fd must be 'auto', 'elementwise' or 'directional'")
+    bad_skips = sorted(set(r.skip) - set(SKIPPABLE))
+    if bad_skips:
+        problems.append(f"skip names {bad_skips}; only {list(SKIPPABLE)} can be skipped")
     if r.expect not in ("pass", "reject"):
         problems.append("expect must be 'pass' or 'reject'")
     if r.expect == "reject" and not r.erratum:

@@ -6,7 +6,8 @@ import math
 import shlex
 from dataclasses import asdict, dataclass, field
 
-STATUS_WORD = {"pass": "ok", "fail": "FAIL", "unreliable": "unreliable", "error": "ERROR"}
+STATUS_WORD = {"pass": "ok", "fail": "FAIL", "unreliable": "unreliable", "error": "ERROR",
+               "skipped": "skipped"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return self.status in ("pass", "unreliable")
+        return self.status in ("pass", "unreliable", "skipped")
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -26,15 +26,20 @@ def step_losses(x, y, h0, U, W, b, V, c, *, f: str, loss: str, window: int | Non
     """
     T, B, _ = x.shape
     M = U.shape[0]
-    probe_z = torch.zeros(T, B, M, dtype=x.dtype, requires_grad=True)
-    probe_h = torch.zeros(T, B, M, dtype=x.dtype, requires_grad=True)
+    # Expanded scalars: no (T, B, M) memory unless their gradient is asked for.
+    zero = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    probe_z, probe_h = zero.expand(T, B, M), zero.expand(T, B, M)
+    # unbind, not x[t]: indexing one step at a time makes autograd build a zero (T, B, .)
+    # gradient per step, quadratic in T.
+    inputs = F.linear(x, W, b).unbind(0)
+    probes_z, probes_h = probe_z.unbind(0), probe_h.unbind(0)
     h = h0
     hs = []
     for t in range(T):
         if window is not None and t > 0 and t % window == 0:
             h = h.detach()
-        z = F.linear(h, U) + F.linear(x[t], W, b) + probe_z[t]
-        h = ACTIVATIONS[f](z) + probe_h[t]
+        z = F.linear(h, U) + inputs[t] + probes_z[t]
+        h = ACTIVATIONS[f](z) + probes_h[t]
         hs.append(h)
     a = F.linear(torch.stack(hs), V, c)
     if loss == "ce":
