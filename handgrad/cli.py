@@ -119,7 +119,8 @@ def render(reports: list[Report], verbose: bool, elapsed: float) -> None:
             print(rep.render(only_failures=not verbose))
     errata = [rep for rep in reports if rep.expect == "reject"]
     if errata:
-        print("\nKnown errors (transcribed from the source; each must be rejected):")
+        print("\nKnown errors (the source's, transcribed, and our mutants; each must be "
+              "rejected):")
         for rep in errata:
             verdict = "rejected" if not rep.passed else "MISSED"
             first = next((d.strip() for d in rep.diagnoses if "first wrong" in d), None)

@@ -17,8 +17,10 @@ from handgrad.tolerances import TAYLOR_MIN_SLOPE
 HALVINGS = 48
 FIT_POINTS = 4
 # Rounding of S = sum(dout * out) is about eps times the sum of |terms| times the depth of the
-# computation; 1e3 covers that depth with room, and the fit needs r clear of that noise.
+# computation; 1e3 covers that depth with room, and the fit needs r clear of that noise. Where S
+# cancels internally its measured noise sigma is larger; 100 sigma keeps the fit clear of it.
 FLOOR_FACTOR = 1e3
+NOISE_FLOOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
         rms = float(np.sqrt(np.mean(np.square(p)))) if p.size else 0.0
         direction[k] = rng.standard_normal(p.shape) * (rms if rms > 0 else 1.0)
     s0, mag0 = evaluate_all(params)
+    values = [evaluate_all({k: params[k] + j * 1e-6 * direction[k] for k in params})[0]
+              for j in range(-3, 4)]
+    sigma = float(np.sqrt(np.mean(np.diff(values, 4) ** 2) / 70.0))
     slope_term = float(sum(np.vdot(grads[k], direction[k]) for k in params))
     eps = float(np.finfo(np.float64).eps)
     steps, rems, above = [], [], []
@@ -47,7 +52,7 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
     for _ in range(HALVINGS):
         s, mag = evaluate_all({k: params[k] + h * direction[k] for k in params})
         r = abs(float(s) - float(s0) - h * slope_term)
-        floor = FLOOR_FACTOR * eps * (mag0 + mag + abs(h * slope_term))
+        floor = max(FLOOR_FACTOR * eps * (mag0 + mag + abs(h * slope_term)), NOISE_FLOOR * sigma)
         steps.append(h)
         rems.append(r)
         if r > floor and np.isfinite(r):

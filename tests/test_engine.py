@@ -93,3 +93,16 @@ def test_localisation_names_the_first_wrong_intermediate_and_its_tag():
     assert "correct before it: dL/dyhat (M6)" in text, text
     assert "reproduce: handgrad check" in text
     assert "smallest failing case" in text, text
+
+
+@pytest.mark.parametrize("check", ["autograd", "fd", "complex-step"])
+def test_each_float64_oracle_alone_sees_a_relative_error_of_1e_6(check):
+    """A constant written with six digits (2/3 as 0.666667) is off by about 5e-7 relative.
+
+    Not the Taylor test: its remainder reaches the round-off floor before an error this small
+    turns the slope from 2 to 1 (it resolves about 1e-4; see test_taylor_slope_...)."""
+    record = mutant("rounded", "W1", lambda g, c: g * (1 + 1e-6))
+    case = sample_cases(record, 0, 2)[1]
+    results = check_case(record, case, checks=(check,))
+    assert any(r.check == check and r.status == "fail" for r in results), \
+        [(r.check, r.tensor, r.status, r.message) for r in results if r.check == check]
