@@ -2,7 +2,8 @@
 
 Inside a derivation every feature map is kept channel-major with the batch between the rows and
 the columns, ``(C, H, N, W)``: a correlation is then one matrix product over the whole batch, and
-the full correlation of the input gradient is a loop of products over flat shifted slices. The
+the full correlation of the input gradient is one small product per kernel tap, added into a
+shifted window. The
 records take and return the usual ``(N, C, H, W)``; :func:`chnw` and :func:`nchw` convert by
 views. See ``lenet5.md`` for the symbols.
 """
@@ -93,25 +94,22 @@ def full_correlate(dYt: np.ndarray, R: np.ndarray, H: int, W: int) -> np.ndarray
     """dX[p] = sum_d R[p, d] *~ dYt[d]: the full (wide) correlation of dYt zero-padded by k - 1.
 
     dYt (D, Ho, N, Wo), R (C, D, kh, kw) -> dX (C, H, N, W) with H = Ho + kh - 1, W = Wo + kw - 1.
+    Written tap by tap: in the padded correlation, tap (u, v) of R meets dYt shifted by
+    (kh - 1 - u, kw - 1 - v), so it adds R[:, :, u, v] @ dYt to that window of dX. Skipping the
+    zero padding does the same products as the valid region alone (no multiplications by the
+    padding's zeros) and needs no padded copy; the sum over d is one small product per tap.
     """
     D, Ho, N, Wo = dYt.shape
     C, _, kh, kw = R.shape
-    Hp, Wp = H + kh - 1, W + kw - 1
-    # Each padded map is one flat row (rows of all images interleaved, as in the layout), so the
-    # window at offset (u, v) is the row shifted by u*N*Wp + v; outputs at columns W..Wp-1 are
-    # wrapped junk and dropped. The kw - 1 extra zeros keep the last shifted slice in range.
-    padded = np.zeros((D, Hp * N * Wp + kw - 1), dYt.dtype)
-    grid = padded[:, : Hp * N * Wp].reshape(D, Hp, N, Wp)
-    grid[:, kh - 1 : kh - 1 + Ho, :, kw - 1 : kw - 1 + Wo] = dYt
-    # The sum over d first, for every offset at once (one product), then the sum over (u, v).
-    Z = (R.transpose(0, 2, 3, 1).reshape(C * kh * kw, D) @ padded).reshape(C, kh, kw, -1)
-    M = H * N * Wp
-    dX = np.zeros((C, M), dYt.dtype)
+    G = dYt.reshape(D, Ho * N * Wo)
+    dX = np.zeros((C, H, N, W), dYt.dtype)
+    tap = np.empty((C, Ho, N, Wo), dYt.dtype)
+    taps = np.ascontiguousarray(R.transpose(2, 3, 0, 1))  # (kh, kw, C, D)
     for u in range(kh):
         for v in range(kw):
-            shift = u * N * Wp + v
-            dX += Z[:, u, v, shift : shift + M]
-    return dX.reshape(C, H, N, Wp)[..., :W]
+            np.matmul(taps[u, v], G, out=tap.reshape(C, Ho * N * Wo))
+            dX[:, kh - 1 - u : kh - 1 - u + Ho, :, kw - 1 - v : kw - 1 - v + Wo] += tap
+    return dX
 
 
 def mean_pool(Y: np.ndarray, p: int) -> np.ndarray:
