@@ -54,6 +54,9 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
                 "does not reach the loss here) but the hand gradient is not")
     if not np.any(h):
         return "zero", "the hand gradient is exactly zero where the reference is not"
+    if float(np.abs(h).max()) <= atol * scale:
+        return "zero", "the hand gradient is zero up to rounding where the reference is not " \
+                       "(terms that cancel: a sum over the wrong index?)"
     alpha = float(np.vdot(h, r) / np.vdot(r, r))
     if _close(h, alpha * r, rtol, atol):
         return _factor(alpha, dims)

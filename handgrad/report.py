@@ -132,7 +132,11 @@ def render_table(results: list[Result]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     out.insert(1, "  ".join("-" * w for w in widths))
+    seen = set()
     for r in results:
-        if r.message and not r.passed or r.status == "unreliable":
+        evidence = r.message.split("; ")[-1]
+        if (r.message and not r.passed or r.status in ("unreliable", "skipped")) \
+                and (r.tensor, evidence) not in seen:
+            seen.add((r.tensor, evidence))
             out.append(f"  {r.check} {r.tensor}: {r.message}")
     return out
