@@ -116,10 +116,17 @@ def mean_pool(Y: np.ndarray, p: int) -> np.ndarray:
     """Mean of each p x p window of Y (C, H, N, W) -> (C, H // p, N, W // p).
 
     Rows and columns past the last complete window are dropped, as by torch's ``avg_pool2d``.
+    Summed tap by tap over strided views: a reduction over two axes of a 6-d view is several
+    times slower in NumPy than p^2 elementwise additions.
     """
     C, H, N, W = Y.shape
     Ho, Wo = H // p, W // p
-    return Y[:, : Ho * p, :, : Wo * p].reshape(C, Ho, p, N, Wo, p).mean(axis=(2, 5))
+    total = np.zeros((C, Ho, N, Wo), Y.dtype)
+    for i in range(p):
+        for j in range(p):
+            total += Y[:, i : Ho * p : p, :, j : Wo * p : p]
+    total *= 1.0 / (p * p)
+    return total
 
 
 def window_index(n: int, p: int) -> np.ndarray:
