@@ -32,9 +32,25 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-a))
 
 
+def scaled_tanh(a: np.ndarray) -> np.ndarray:
+    """A tanh(S a), computed in one new array."""
+    out = np.multiply(a, S)
+    np.tanh(out, out=out)
+    out *= A
+    return out
+
+
+def scaled_tanh_slope(a: np.ndarray, fa: np.ndarray) -> np.ndarray:
+    """f'(a) = A S (1 - tanh^2(S a)) = (S / A) (A^2 - f(a)^2), in one new array."""
+    out = np.multiply(fa, fa)
+    np.subtract(A * A, out, out=out)
+    out *= S / A
+    return out
+
+
 # Each activation: (f, f' expressed through the pre-activation a and the value f(a)).
 ACTIVATIONS = {
-    "scaled-tanh": (lambda a: A * np.tanh(S * a), lambda a, fa: S / A * (A * A - fa * fa)),
+    "scaled-tanh": (scaled_tanh, scaled_tanh_slope),
     "tanh": (np.tanh, lambda a, fa: 1.0 - fa * fa),
     "sigmoid": (sigmoid, lambda a, fa: fa * (1.0 - fa)),
     "relu": (lambda a: np.maximum(a, 0.0), lambda a, fa: (a > 0).astype(a.dtype)),
@@ -73,7 +89,8 @@ def correlate(X: np.ndarray, Wm: np.ndarray, b: np.ndarray) -> tuple[np.ndarray,
     D, C, kh, kw = Wm.shape
     _, H, N, W = X.shape
     cols = columns(X, kh, kw)
-    Yt = Wm.reshape(D, C * kh * kw) @ cols + b[:, None]
+    Yt = Wm.reshape(D, C * kh * kw) @ cols
+    Yt += b[:, None]
     return Yt.reshape(D, H - kh + 1, N, W - kw + 1), cols
 
 
