@@ -14,8 +14,9 @@ from handgrad.compare import compare
 from handgrad.contract import HandRun, run_hand
 from handgrad.diagnose import diagnose, diagnose_shape
 from handgrad.discovery import find
+from handgrad.localise import localise, smallest_failing
 from handgrad.record import CHECKS, Derivation
-from handgrad.report import Report, Result, reproduce_command
+from handgrad.report import Report, Result
 from handgrad.taylor import taylor_test
 from handgrad.tolerances import tolerance
 
@@ -90,7 +91,7 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
         if failed:
             report.diagnoses += localise(record, results)
             if shrink:
-                report.diagnoses += smallest_failing(record, failed[0], failed)
+                report.diagnoses += smallest_failing(record, failed[0], failed, check_case)
     return report
 
 
@@ -388,58 +389,3 @@ def _descent(run: CaseRun) -> None:
                ref_value=float(hand.out),
                message=f"loss {float(hand.out):.6g} -> {float(new_out):.6g} after one step "
                        f"with lr={lr:.2e}" + ("" if lowered else ": the update climbs"))
-
-
-def localise(record: Derivation, results: list[Result]) -> list[str]:
-    """The first gradient, in backward order, that disagrees with autograd, per dtype."""
-    lines = []
-    order = (*record.intermediates, *record.differentiable)
-    first = next((r for r in results if not r.passed), None)
-    where = f"case {first.case} data-seed {first.data_seed}"
-    by_key = {(r.dtype, r.tensor): r for r in results if r.check == "autograd"}
-    for dtype in ("float64", "float32"):
-        wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
-        if not wrong:
-            continue
-        k = wrong[0]
-        r = by_key[(dtype, k)]
-        right = [k2 for k2 in order[: order.index(k)] if (dtype, k2) in by_key]
-        tag = f", see ({r.tag}) in {record.doc or 'its derivation'}" if r.tag else ""
-        lines.append(f"{where} {dtype}: first wrong: dL/d{k}{tag} [{r.kind}: {r.message}]")
-        if right:
-            lines.append("  correct before it: " + ", ".join(
-                f"dL/d{k2}" + (f" ({record.tags[k2]})" if k2 in record.tags else "")
-                for k2 in right))
-        break
-    lines.append(f"  reproduce: {reproduce_command(record.name, first.case, first.data_seed)}")
-    return lines
-
-
-def smallest_failing(record: Derivation, first: Result, failed: list[Result]) -> list[str]:
-    """Greedily shrink each dimension, keeping the data seed, while the same check still fails."""
-    checks = {r.check for r in failed} | {"contract"}
-    dims = {k: v for k, v in _dims_of(first.case).items() if k in record.dims}
-    start = dict(dims)
-
-    def fails(candidate: dict[str, int]) -> bool:
-        case = Case.of(candidate, first.data_seed, "shrunk")
-        return any(not r.passed for r in check_case(record, case, checks))
-
-    changed = True
-    while changed:
-        changed = False
-        for name, (lo, _) in record.dims.items():
-            for value in sorted({lo, (lo + dims[name]) // 2, dims[name] - 1}):
-                if lo <= value < dims[name] and fails({**dims, name: value}):
-                    dims[name] = value
-                    changed = True
-                    break
-    if dims == start:
-        return []
-    case = Case.of(dims, first.data_seed).describe()
-    return [f"  smallest failing case: {case}: "
-            f"{reproduce_command(record.name, case, first.data_seed)}"]
-
-
-def _dims_of(case: str) -> dict[str, int]:
-    return {k: int(v) for k, v in (p.split("=") for p in case.split(",") if p)}

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import handgrad
-from handgrad.check import check_case, localise, smallest_failing
+from handgrad.check import check_case
+from handgrad.localise import localise, smallest_failing
 from handgrad.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,7 @@ def test_right_derivation_passes_every_oracle(right_case):
     report = Report(record.name, results=results)
     if not report.passed:
         report.diagnoses = localise(record, results) + smallest_failing(
-            record, report.failures[0], report.failures)
+            record, report.failures[0], report.failures, check_case)
     assert report.passed, "\n" + report.render(only_failures=True)
 
 
