@@ -157,3 +157,15 @@ def test_cli_reproduces_one_case_from_its_printed_command(capsys):
                      str(case.data_seed), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["case"], r["data_seed"]) for r in rows} == {(case.case, case.data_seed)}
+
+
+def test_gradient_for_an_input_the_forward_never_uses_is_named():
+    """An input that never reaches the loss has an exactly zero gradient; a hand value is not."""
+    record = dataclasses.replace(
+        LINEAR, name="linear-unused-bias", inputs={**LINEAR.inputs, "b": ("K",)},
+        forward=lambda x, W, b: forward(x, W),
+        backward=lambda d, c: {**backward(d, c), "b": d.sum(axis=0)},
+        reference=lambda x, W, b: x @ W)
+    report = handgrad.check(record, cases=2, shrink=False)
+    hits = [r for r in report.failures if r.tensor == "b" and r.check == "autograd"]
+    assert hits and {r.kind for r in hits} == {"nonzero-where-zero"}, report.render()
