@@ -151,6 +151,8 @@ def make(loss_name: str, f1: str, **changes) -> Derivation:
         "dims": {"N": (1, 6), "d": (1, 7), "M": (1, 8), "C": (1, 5)},
         "nondiff": {"y"},
         "intermediates": ("yhat", "a2", "z", "a1"),
+        "intermediate_shapes": {"yhat": ("N", "C"), "a2": ("N", "C"), "z": ("N", "M"),
+                                "a1": ("N", "M")},
         "tags": TAGS,
         "samplers": {"y": labels if loss == "ce" else targets, "W1": weights, "W2": weights},
         "kink_distance": min_abs_a1 if f1 == "relu" else None,

@@ -196,6 +196,7 @@ def min_abs_z(c: Cache) -> float:
     return c.min_abs_z
 
 
+SHAPES = {"a": ("T", "B", "C"), "h": ("T", "B", "M"), "z": ("T", "B", "M")}
 TAGS = {"a": "R6", "V": "R7", "c": "R8", "h": "R9", "z": "R10", "U": "R11", "W": "R12",
         "b": "R13", "x": "R14", "h0": "R15"}
 DIMS = {"B": (1, 3), "T": (1, 64), "N": (1, 4), "M": (1, 5), "C": (1, 6)}
@@ -218,6 +219,7 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "dims": DIMS,
         "nondiff": {"y"},
         "intermediates": ("a", "h", "z"),
+        "intermediate_shapes": SHAPES,
         "tags": TAGS,
         "samplers": {"y": labels if loss == "ce" else targets, "U": recurrent_weights},
         "kink_distance": min_abs_z if f == "relu" else None,

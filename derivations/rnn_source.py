@@ -76,6 +76,7 @@ DIMS = {"B": (1, 3), "T": (1, 10), "N": (1, 4), "M": (1, 5), "C": (1, 6)}
 def make(name: str, f: str, loss: str, **changes) -> Derivation:
     return rnn.make(name, f, loss, **{
         "backward": backward, "dims": DIMS, "intermediates": ("a", "z"), "tags": TAGS,
+        "intermediate_shapes": {k: rnn.SHAPES[k] for k in ("a", "z")},
         "variant": {"f": f, "loss": loss, "bptt": "source double sum, quadratic time"},
         **changes})
 

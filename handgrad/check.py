@@ -56,7 +56,7 @@ class CaseRun:
         c = compare(hand, ref, tol["rtol"], tol["atol"], allowance=allowance)
         kind, message = "", ""
         if not c.passed:
-            axes = self.record.inputs.get(key)
+            axes = self.record.inputs.get(key) or self.record.intermediate_shapes.get(key)
             kind, message = diagnose(hand, ref, tol["rtol"], tol["atol"],
                                      full_dims(self.record, self.case.dim_map), axes)
         return self.result(check, key, "pass" if c.passed else "fail", kind=kind,

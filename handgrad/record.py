@@ -73,6 +73,9 @@ class Derivation:
         Names of the intermediates whose gradient ``backward`` reports, in the order the backward
         computes them (the first is nearest the loss). Compared against autograd one by one, and
         used to localise the first wrong step.
+    intermediate_shapes:
+        Optional symbolic shapes of intermediates, like ``inputs``: ``{"h": ("T", "B", "M")}``.
+        They name the axes in diagnoses ("only slices [0, 1] along axis 0 (T)").
     tags:
         Gradient key (input or intermediate) -> equation tag in the ``.md`` (``"M7"``).
     samplers:
@@ -129,6 +132,7 @@ class Derivation:
     derive: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None
     nondiff: frozenset[str] = frozenset()
     intermediates: tuple[str, ...] = ()
+    intermediate_shapes: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     samplers: Mapping[str, Sampler] = field(default_factory=dict)
     kink_distance: Callable[[Any], float] | None = None
@@ -206,6 +210,9 @@ def validate(r: Derivation) -> list[str]:
         problems.append(f"intermediates {clash} share a name with an input: rename one")
     if len(set(r.intermediates)) != len(r.intermediates):
         problems.append("intermediates holds a name twice")
+    stray_shapes = sorted(set(r.intermediate_shapes) - set(r.intermediates))
+    if stray_shapes:
+        problems.append(f"intermediate_shapes names {stray_shapes}, which are not intermediates")
     stray_tags = sorted(set(r.tags) - r.grad_keys)
     if stray_tags:
         problems.append(f"tags name {stray_tags}, which are neither differentiable inputs nor "
