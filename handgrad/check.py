@@ -214,19 +214,26 @@ def _directions(run: CaseRun, key: str) -> np.ndarray:
     return rng.standard_normal((DIRECTIONS, *run.inputs[key].shape))
 
 
+def _central(run: CaseRun, evaluate, key: str, noise: float) -> fd.Estimate:
+    """Central differences for input ``key``: per element (flat) or along the case's directions."""
+    x = run.inputs[key]
+    if _elementwise(run):
+        return fd.elementwise(evaluate, key, x, noise=noise)
+    return fd.Estimate.join([fd.directional(evaluate, key, x, v, noise)
+                             for v in _directions(run, key)])
+
+
 def _finite_differences(run: CaseRun) -> None:
     evaluate = fd.objective(run.record, run.inputs, run.dout)
     tol = tolerance("float64", "fd", run.record.tolerances)
     for key in _usable(run):
-        hand, x = run.hand.grads[key], run.inputs[key]
+        hand = run.hand.grads[key]
         noise = _noise(run, evaluate, key)
+        est = _central(run, evaluate, key, noise)
         if _elementwise(run):
-            est = fd.elementwise(evaluate, key, x, noise=noise)
             _judge_fd(run, key, hand.ravel(), est, tol, "elementwise")
             continue
-        dirs = _directions(run, key)
-        est = fd.Estimate.join([fd.directional(evaluate, key, x, v, noise) for v in dirs])
-        projected = np.array([np.vdot(hand, v) for v in dirs])
+        projected = np.array([np.vdot(hand, v) for v in _directions(run, key)])
         r = _judge_fd(run, key, projected, est, tol, f"{DIRECTIONS} Gaussian directions")
         if r.status == "fail":
             _fd_fallback(run, evaluate, key, tol, noise)
@@ -322,17 +329,10 @@ def _complex_step(run: CaseRun) -> None:
 def _agrees_with_central(run: CaseRun, key: str, est: np.ndarray) -> bool:
     """Whether a complex-step estimate matches Richardson central differences."""
     evaluate = fd.objective(run.record, run.inputs, run.dout)
-    x = run.inputs[key]
-    noise = _noise(run, evaluate, key)
-    if _elementwise(run):
-        central = fd.elementwise(evaluate, key, x, noise=noise)
-        value, error = central.value.reshape(x.shape), central.error.reshape(x.shape)
-    else:
-        central = fd.Estimate.join([fd.directional(evaluate, key, x, v, noise)
-                                    for v in _directions(run, key)])
-        value, error = central.value, central.error
+    central = _central(run, evaluate, key, _noise(run, evaluate, key))
     tol = tolerance("float64", "fd", run.record.tolerances)
-    return compare(est, value, tol["rtol"], tol["atol"], allowance=error).passed
+    return compare(np.ravel(est), central.value, tol["rtol"], tol["atol"],
+                   allowance=central.error).passed
 
 
 def _taylor(run: CaseRun) -> None:

@@ -23,12 +23,12 @@ class Mutation:
     models: str
     kinds: tuple[str, ...]  # acceptable diagnoses
     target: str  # "matrix", "vector" or "any": which gradient it changes
-    change: Callable  # (grads, key, dout, cache, record, batch) -> grads | raises
+    change: Callable  # (grads, key, dout, batch) -> grads | raises
 
 
 def _edit(fn):
     """An operator that replaces one gradient by ``fn(g, batch)``."""
-    def change(grads, key, dout, cache, record, batch):
+    def change(grads, key, dout, batch):
         return {**grads, key: fn(np.asarray(grads[key]), batch)}
     return change
 
@@ -50,29 +50,29 @@ def _first_slice(g, batch):
     return out
 
 
-def _drop(grads, key, dout, cache, record, batch):
+def _drop(grads, key, dout, batch):
     return {k: v for k, v in grads.items() if k != key}
 
 
-def _extra(grads, key, dout, cache, record, batch):
+def _extra(grads, key, dout, batch):
     return {**grads, "unused_bias": np.zeros(3)}
 
 
-def _upstream_in_place(grads, key, dout, cache, record, batch):
+def _upstream_in_place(grads, key, dout, batch):
     dout *= 2.0
     return grads
 
 
-def _noise(grads, key, dout, cache, record, batch):
+def _noise(grads, key, dout, batch):
     g = np.asarray(grads[key])
     return {**grads, key: g + 1e-3 * np.abs(g).max() * np.random.default_rng().random(g.shape)}
 
 
-def _raise(grads, key, dout, cache, record, batch):
+def _raise(grads, key, dout, batch):
     raise ZeroDivisionError("float division by zero")
 
 
-def _tuple(grads, key, dout, cache, record, batch):
+def _tuple(grads, key, dout, batch):
     return tuple(grads.values())
 
 
@@ -151,7 +151,7 @@ def mutate(record: Derivation, mutation: Mutation) -> Derivation | None:
     def backward(dout, wrapped):
         cache, batch = wrapped
         grads = dict(record.backward(dout, cache))
-        return mutation.change(grads, key, dout, cache, record, batch)
+        return mutation.change(grads, key, dout, batch)
 
     return dataclasses.replace(record, name=f"{record.name}~{mutation.name}", forward=forward,
                                backward=backward, expect="reject",
