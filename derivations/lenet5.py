@@ -190,6 +190,7 @@ def make(f: str, name: str = "", **changes) -> Derivation:
         "samplers": {**weights, **coefficients, "T2": table_or_paper, "y": labels},
         "kink_distance": min_abs_preactivation if f == "relu" else None,
         "variant": {"f": f, "p": str(p), "loss": "cross-entropy"},
+        "source": "bp-derivation.txt section 3",
         # relu: some of the ~16,000 pre-activations of the paper's size lie within any usable
         # kink margin of 0, so relu is checked at the small sampled sizes only.
         "cases": () if f == "relu" else (PAPER,),

@@ -181,6 +181,7 @@ def make_conv(f: str, name: str = "", **changes) -> Derivation:
         "samplers": {"W": uniform_fan_in, "T": random_table},
         "kink_distance": min_abs_preactivation if f == "relu" else None,
         "variant": {"layer": "conv with connection table", "f": f, "table": "random"},
+        "source": "bp-derivation.txt section 3",
         "complex_step": f != "relu",
         "bench": ({**C1, "N": 1}, {**C1, "N": 64}) if f == "scaled-tanh" else (),
     }
@@ -210,6 +211,7 @@ def make_pool(g: str, p: int, name: str = "", **changes) -> Derivation:
         "samplers": {"w": pool_coefficient},
         "kink_distance": min_abs_preactivation if g == "relu" else None,
         "variant": {"layer": "trainable mean-pool", "g": g, "p": str(p)},
+        "source": "bp-derivation.txt section 3",
         "complex_step": g != "relu",
         "bench": ({"N": 64, "D": 6, "Ho": 14, "Wo": 14, "Rh": 1, "Rw": 1},)
         if (g, p) == ("scaled-tanh", 2) else (),

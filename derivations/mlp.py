@@ -157,6 +157,7 @@ def make(loss_name: str, f1: str, **changes) -> Derivation:
         "samplers": {"y": labels if loss == "ce" else targets, "W1": weights, "W2": weights},
         "kink_distance": min_abs_a1 if f1 == "relu" else None,
         "variant": {"loss": loss_name, "f1": f1},
+        "source": "bp-derivation.txt section 2",
         "complex_step": f1 != "relu",
         "update": sgd_update,
         "bench": ({"N": 64, "d": 784, "M": 256, "C": 10},) if (loss_name, f1) == ("ce", "tanh")

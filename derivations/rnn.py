@@ -224,6 +224,7 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "samplers": {"y": labels if loss == "ce" else targets, "U": recurrent_weights},
         "kink_distance": min_abs_z if f == "relu" else None,
         "variant": {"f": f, "loss": loss, "bptt": "full, linear time"},
+        "source": "bp-derivation.txt section 4",
         "complex_step": f != "relu",
     }
     return Derivation(**{**fields, **changes})

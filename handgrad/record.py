@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
-SKIPPABLE = ("fd", "complex-step", "taylor", "descent")
+DTYPES = ("float64", "float32")
+SKIPPABLE = ("fd", "complex-step", "taylor", "descent", "float32")
 
 Sampler = Callable[[np.random.Generator, tuple[int, ...], Mapping[str, int]], np.ndarray]
 
@@ -48,7 +49,7 @@ class DerivationError(ValueError):
     """A record, or what its functions return, is malformed. The message names the fix."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Derivation:
     """One hand-derived backward, described for the engine.
 
@@ -110,7 +111,28 @@ class Derivation:
         Checks that do not apply, each with the reason: ``{"taylor": "why"}``. Only
         finite differences, the complex step, the Taylor test and the descent step can be
         skipped (an oracle that differentiates the forward cannot judge a backward that departs
-        from the forward's gradient on purpose, like truncated BPTT). Reported as skipped rows.
+        from the forward's gradient on purpose, like truncated BPTT), and the whole float32 pass
+        (``{"float32": "accumulates in float64 like the course code"}``) for code that supports
+        float64 only. Reported as skipped rows.
+    strict_dtype:
+        False (default): a float32 input that gives float64 gradients is a warning, compared at
+        the float32 tolerance, and the verdict stays pass. True: the gradient's dtype must equal
+        the input's (promotion fails the contract).
+    zero_grads:
+        Gradients that are zero on purpose, each with the reason: ``{"b": "the forward never
+        adds b"}``. Any other differentiable input or intermediate whose reference gradient is
+        identically zero in every checked case makes the record ``vacuous`` (not a pass: no
+        checked case could have caught an error in it).
+    output:
+        Optional symbolic shape of ``out`` (``("N", "M")``; ``()`` for a scalar loss). When the
+        NumPy forward and the reference disagree on the output's shape, it says which is wrong.
+    flops:
+        Optional ``dims -> float``: floating-point operations of the hand forward and backward at
+        ``dims`` (for the benchmark summary's GFLOP/s and roof fraction).
+    source:
+        The section of the source write-up this derivation corrects (``"bp-derivation.txt 2"``).
+        Its Markdown then needs *Differences from the source*; without a source, *Common
+        mistakes*.
     expect:
         ``"pass"``, or ``"reject"`` for a record that transcribes a known error (a mistake of the
         source write-up): the harness must reject it, and a pass is reported as a miss.
@@ -146,6 +168,11 @@ class Derivation:
     complex_step: bool = False
     update: Callable[[dict, dict, float], dict] | None = None
     skip: Mapping[str, str] = field(default_factory=dict)
+    strict_dtype: bool = False
+    zero_grads: Mapping[str, str] = field(default_factory=dict)
+    output: tuple[str | int, ...] | None = None
+    flops: Callable[[Mapping[str, int]], float] | None = None
+    source: str = ""
     expect: str = "pass"
     erratum: str = ""
     expect_kind: str = ""
@@ -159,6 +186,9 @@ class Derivation:
             raise DerivationError(
                 f"derivation {self.name!r} is malformed:\n  - " + "\n  - ".join(problems)
             )
+
+    def __repr__(self) -> str:
+        return f"Derivation({self.name!r})"
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -217,6 +247,12 @@ def validate(r: Derivation) -> list[str]:
     if stray_tags:
         problems.append(f"tags name {stray_tags}, which are neither differentiable inputs nor "
                         "intermediates")
+    stray_zero = sorted(set(r.zero_grads) - r.grad_keys)
+    if stray_zero:
+        problems.append(f"zero_grads names {stray_zero}, which are neither differentiable inputs "
+                        "nor intermediates")
+    if any(not isinstance(v, str) or not v.strip() for v in r.zero_grads.values()):
+        problems.append("zero_grads must give the reason for each zero gradient")
     stray_samplers = sorted(set(r.samplers) - set(r.inputs))
     if stray_samplers:
         problems.append(f"samplers name {stray_samplers}, which are not inputs")

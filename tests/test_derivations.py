@@ -34,7 +34,10 @@ def test_transcribed_error_is_rejected(erratum, grad_seed, grad_cases):
 def test_derivation_is_documented(record):
     assert record.doc, f"{record.name}: no Markdown derivation found next to its module"
     text = (ROOT / record.doc).read_text()
-    for section in ("Shapes", "Forward", "Backward", "Gradients", "Differences from the source"):
+    # A derivation of the source's models lists how it differs from the source; one without a
+    # source write-up lists the mistakes people make instead.
+    last = "Differences from the source" if record.source else "Common mistakes"
+    for section in ("Shapes", "Forward", "Backward", "Gradients", last):
         assert re.search(rf"^#+ .*{section}", text, re.M), \
             f"{record.doc} lacks a '{section}' section"
     tags = set(re.findall(r"\\tag\{([^}]+)\}", text))
