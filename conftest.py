@@ -23,9 +23,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     seed = metafunc.config.getoption("--grad-seed")
     count = metafunc.config.getoption("--grad-cases")
     if "right_case" in metafunc.fixturenames:
-        params = [pytest.param((r, c), id=f"{r.name}[{c.origin}:{c.describe()}]")
-                  for r in records if r.expect == "pass" for c in sample_cases(r, seed, count)]
+        params = [pytest.param((r, c), id=f"{r.name}[{c.origin}{i}]")
+                  for r in records if r.expect == "pass"
+                  for i, c in enumerate(sample_cases(r, seed, count))]
         metafunc.parametrize("right_case", params)
+    if "right_record" in metafunc.fixturenames:
+        metafunc.parametrize("right_record", [r for r in records if r.expect == "pass"],
+                             ids=lambda r: r.name)
     if "erratum" in metafunc.fixturenames:
         metafunc.parametrize("erratum", [r for r in records if r.expect == "reject"],
                              ids=lambda r: r.name)

@@ -12,6 +12,15 @@ from handgrad.record import Derivation, DerivationError
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
+class OutputShapeError(DerivationError):
+    """The NumPy forward and the reference return outputs of different shapes."""
+
+    def __init__(self, record: Derivation, hand_shape: tuple, ref_out: np.ndarray):
+        self.hand_shape, self.ref_out = tuple(hand_shape), ref_out
+        super().__init__(f"derivation {record.name!r}: the NumPy forward returns shape "
+                         f"{self.hand_shape}, the reference {ref_out.shape}")
+
+
 def to_tensors(record: Derivation, inputs: Mapping[str, np.ndarray], dtype: str) -> dict:
     """Copies of ``inputs`` as tensors; differentiable ones are leaves that require grad."""
     tensors = {}
@@ -50,9 +59,7 @@ def autograd_oracle(record: Derivation, inputs: Mapping[str, np.ndarray], dout: 
     wrt = [tensors[k] for k in record.differentiable] + [inter[k] for k in record.intermediates]
     upstream = torch.as_tensor(np.array(dout), dtype=out.dtype)
     if tuple(upstream.shape) != tuple(out.shape):
-        raise DerivationError(f"derivation {record.name!r}: reference output has shape "
-                              f"{tuple(out.shape)} but the NumPy forward's has "
-                              f"{tuple(upstream.shape)}; make them agree")
+        raise OutputShapeError(record, tuple(upstream.shape), out.detach().numpy().copy())
     grads = torch.autograd.grad((out * upstream).sum(), wrt, allow_unused=True)
     result = {
         k: (np.zeros(tuple(w.shape)) if g is None else g.detach().numpy().copy())

@@ -79,13 +79,14 @@ def sample_cases(record: Derivation, seed: int = 0, count: int = 4) -> list[Case
     """The minimal case, a case of distinct dims, sampled ones, then the record's fixed cases.
 
     ``count`` counts the minimal, distinct and sampled cases together; the record's own
-    ``cases`` come on top. Data seeds derive from ``seed``, so the list is reproducible.
+    ``cases`` come on top. A request for one case gets the distinct one: the minimal case is an
+    edge case (one class makes every softmax gradient zero), not a check on its own. Data seeds
+    derive from ``seed``, so the list is reproducible.
     """
     seeds = np.random.SeedSequence([seed, 0x68616E64]).generate_state(2 + len(record.cases))
     lows = {k: lo for k, (lo, _) in record.dims.items()}
-    cases = [Case.of(lows, seeds[0], "minimal")]
-    if count >= 2:
-        cases.append(Case.of(distinct_dims(record), seeds[1], "distinct"))
+    distinct = Case.of(distinct_dims(record), seeds[1], "distinct")
+    cases = [Case.of(lows, seeds[0], "minimal"), distinct] if count >= 2 else [distinct]
     wanted = max(count - 2, 0)
     if wanted:
         pool = _draw(st.tuples(dims_strategy(record), st.integers(0, MAX_SEED)), seed, 4 * wanted)

@@ -10,7 +10,6 @@ import time
 
 from handgrad.check import check
 from handgrad.discovery import discover
-from handgrad.record import DerivationError
 from handgrad.report import STATUS_WORD, Report
 
 
@@ -95,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             dims = args.dims if args.dims is not None else None
             reports.append(check(record, args.seed, args.cases, dims=dims,
                                  data_seed=args.data_seed if dims else None))
-        except DerivationError as exc:
-            problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one record never takes the run down
+            problems.append(f"{record.name}: checking raised {type(exc).__name__}: {exc}")
     elapsed = time.perf_counter() - started
     if args.json:
         print(json.dumps([{**r.as_dict(), "expect": rep.expect}
@@ -122,7 +121,9 @@ def render(reports: list[Report], verbose: bool, elapsed: float) -> None:
         print("\nKnown errors (the source's, transcribed, and our mutants; each must be "
               "rejected):")
         for rep in errata:
-            verdict = "rejected" if not rep.passed else "MISSED"
+            verdict = ("rejected" if rep.as_expected else
+                       f"rejected as {rep.kind!r}, expected {rep.expect_kind!r}:"
+                       if rep.rejected else "MISSED")
             first = next((d.strip() for d in rep.diagnoses if "first wrong" in d), None)
             kinds = sorted({f"{r.check}:{r.kind}" for r in rep.failures})
             print(f"  {verdict:8s} {rep.derivation}: {rep.erratum}")

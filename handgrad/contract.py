@@ -3,6 +3,9 @@ turned into a result that names the derivation, the input and the fix."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -10,18 +13,31 @@ import numpy as np
 
 from handgrad.record import Derivation
 
+FATAL_KINDS = ("exception", "bad-return", "not-a-dict")
+# Deep enough for a cache of caches (a network of layers, each with its own tuple); deeper
+# structures are not walked.
+MAX_DEPTH = 8
+OPAQUE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType,
+          type)
+
 
 @dataclass
 class HandRun:
-    """What the hand forward and backward returned, and the contract problems found."""
+    """What the hand forward and backward returned, and the contract problems found.
+
+    ``problems`` holds (tensor, kind, message, status): status "fail" or "error" for a broken
+    contract, "warning" for what is allowed but worth saying (a float32 input answered in
+    float64)."""
 
     out: np.ndarray | None = None
     grads: dict[str, np.ndarray] = field(default_factory=dict)
-    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (tensor, kind, message)
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)
     fatal: bool = False
 
-    def add(self, tensor: str, kind: str, message: str, fatal: bool = False) -> None:
-        self.problems.append((tensor, kind, message))
+    def add(self, tensor: str, kind: str, message: str, fatal: bool = False,
+            status: str = "") -> None:
+        status = status or ("error" if kind in FATAL_KINDS else "fail")
+        self.problems.append((tensor, kind, message, status))
         self.fatal = self.fatal or fatal
 
 
@@ -31,6 +47,67 @@ def _copies(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _changed(before: np.ndarray, after: np.ndarray) -> bool:
     return before.shape != after.shape or not np.array_equal(before, after, equal_nan=True)
+
+
+def _digest(a: np.ndarray) -> str:
+    h = hashlib.blake2b(f"{a.dtype}{a.shape}".encode(), digest_size=16)
+    if a.dtype.hasobject:
+        h.update(repr(a.tolist()).encode())
+    else:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(obj, path: str = "cache") -> dict[str, tuple[object, str]]:
+    """path -> (the array, digest) for every array reachable from ``obj``, and path ->
+    (None, repr) for every scalar, through tuples, lists, dicts, dataclasses and object
+    attributes.
+
+    An object with a ``_handgrad_state()`` method (an adapter's cache around a user's layer) is
+    fingerprinted by what that method returns: the state that backward must not change."""
+    out: dict[str, tuple[object, str]] = {}
+    seen: set[int] = set()
+
+    def walk(o, p: str, depth: int) -> None:
+        if depth > MAX_DEPTH or isinstance(o, OPAQUE):
+            return
+        state = getattr(o, "_handgrad_state", None)
+        if callable(state) and not isinstance(o, type):
+            o = state()
+        if isinstance(o, np.ndarray):
+            if id(o) not in seen:
+                seen.add(id(o))
+                out[p] = (o, _digest(o))
+            return
+        if o is None or isinstance(o, int | float | complex | str | bytes | np.generic):
+            out[p] = (None, repr(o))
+            return
+        if id(o) in seen:
+            return
+        seen.add(id(o))
+        if isinstance(o, list | tuple):
+            out[p + ".__len__"] = (None, str(len(o)))
+            for i, v in enumerate(o):
+                walk(v, f"{p}[{i}]", depth + 1)
+        elif isinstance(o, Mapping):
+            for k in sorted(o, key=repr):
+                walk(o[k], f"{p}[{k!r}]", depth + 1)
+        elif dataclasses.is_dataclass(o) or hasattr(o, "__dict__"):
+            for k, v in sorted(vars(o).items()):
+                walk(v, f"{p}.{k}", depth + 1)
+
+    walk(obj, path, 0)
+    return out
+
+
+def _cache_changes(before: dict, after: dict, inputs: list[np.ndarray]) -> list[str]:
+    """Paths whose content changed (or vanished), leaving out the arrays that are (views of)
+    the inputs: those are reported as mutated-input on their own."""
+    def is_input(a) -> bool:
+        return a is not None and any(np.may_share_memory(a, x) for x in inputs)
+
+    return [p for p, (a, digest) in before.items()
+            if after.get(p, (None, None))[1] != digest and not is_input(a)]
 
 
 def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
@@ -46,25 +123,63 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
         run.add("(forward)", "bad-return", "forward must return (out, cache); got "
                 f"{type(result).__name__}", True)
         return None, None
-    out = np.asarray(result[0])
+    out = np.array(result[0], copy=True)
     for k in args:
         if _changed(pristine[k], args[k]):
             run.add(k, "mutated-input", f"forward wrote into input {k!r}; work on a copy "
                     f"({k} = {k}.copy()) or use out-of-place operations")
     up = np.array(dout, copy=True)
+    up_digest = _digest(up)
+    before = fingerprint(result[1])
+    out_digest = _digest(np.asarray(result[0])) if isinstance(result[0], np.ndarray) else None
     try:
         grads = record.backward(up, result[1])
     except Exception as exc:  # noqa: BLE001
         run.add("(backward)", "exception", f"backward raised {type(exc).__name__}: {exc}", True)
         return out, None
-    if _changed(np.asarray(dout), up):
+    if _digest(up) != up_digest:
         run.add("(upstream)", "mutated-upstream", "backward wrote into its upstream gradient "
-                "dout; compute into a new array (dx = dout * ..., not dout *= ...)")
+                "dout; compute into a new array (dx = dout * ..., not dout *= ... or "
+                "dout[mask] = 0)")
     for k in args:
         if _changed(pristine[k], args[k]) and not any(p[0] == k for p in run.problems):
             run.add(k, "mutated-input", f"backward wrote into input {k!r} (through the cache); "
                     "copy it before modifying")
+    changed = _cache_changes(before, fingerprint(result[1]), list(args.values()))
+    if out_digest is not None and _digest(result[0]) != out_digest:
+        changed.insert(0, "the forward's output")
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4
+                                          else "")
+        run.add("(cache)", "mutated-cache", f"backward changed what forward left in its cache "
+                f"({shown}); a second backward on the same cache would differ: compute into "
+                "new arrays (x * mask, not x *= mask) instead of writing into cached ones")
     return out, grads
+
+
+def _dtype_problem(run: HandRun, tensor: str, what: str, got: np.dtype, dtype: str,
+                   strict: bool) -> bool:
+    """Check one returned dtype against the inputs' float dtype; True when the value is usable.
+
+    Wider floats (float64 answers to float32 inputs, as code with np.zeros accumulators gives)
+    are a warning unless the record is strict; narrower floats and non-floats lose values."""
+    want = np.dtype(dtype)
+    if got == want:
+        return True
+    if not np.issubdtype(got, np.floating):
+        run.add(tensor, "wrong-dtype", f"{what} is {got} for {dtype} inputs; return floats of "
+                "the input dtype")
+        return False
+    if got.itemsize > want.itemsize and not strict:
+        run.add(tensor, "dtype-promoted", f"{dtype} inputs gave {got} for {what}; compared at the "
+                f"{dtype} tolerance (declare strict_dtype=True to make this a failure)",
+                status="warning")
+        return True
+    why = "precision is lost" if got.itemsize < want.itemsize else "the record is strict_dtype"
+    run.add(tensor, "wrong-dtype", f"{what} is {got} for {dtype} inputs ({why}); keep the input "
+            "dtype (avoid constants such as np.float64(...), np.zeros(n) without dtype=, or "
+            ".astype casts)")
+    return True
 
 
 def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
@@ -74,6 +189,9 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndar
     if run.fatal:
         return run
     run.out = out
+    if np.issubdtype(out.dtype, np.floating):
+        _dtype_problem(run, "(output)", "the forward's output", out.dtype, dtype,
+                       record.strict_dtype)
     if not np.all(np.isfinite(out)):
         run.add("(output)", "non-finite", "forward returned NaN or inf; check logs and "
                 "divisions for the sampled inputs", True)
@@ -100,9 +218,8 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndar
         if k in record.inputs and g.shape != np.shape(inputs[k]):
             run.grads[k] = g.copy()  # the comparison reports it, with a diagnosis of the shape
             continue
-        if not np.issubdtype(g.dtype, np.floating) or g.dtype != np.dtype(dtype):
-            run.add(k, "wrong-dtype", f"gradient {k!r} is {g.dtype} for {dtype} inputs; keep the "
-                    "input dtype (avoid float64 constants such as np.float64(...) or np.ones(n))")
+        if not _dtype_problem(run, k, f"gradient {k!r}", g.dtype, dtype, record.strict_dtype):
+            continue
         if not np.all(np.isfinite(g)):
             run.add(k, "non-finite", f"gradient {k!r} holds NaN or inf at "
                     f"{int((~np.isfinite(g)).sum())} of {g.size} entries")

@@ -24,6 +24,10 @@ def named_factors(dims: Mapping[str, int]) -> list[tuple[float, str]]:
     return out
 
 
+def _without_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
 def _axis_name(axes: Sequence[str] | None, i: int) -> str:
     return f"axis {i} ({axes[i]})" if axes and i < len(axes) else f"axis {i}"
 
@@ -31,6 +35,11 @@ def _axis_name(axes: Sequence[str] | None, i: int) -> str:
 def diagnose_shape(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> str:
     """Evidence for a gradient of the wrong shape."""
     msg = f"hand shape {hand.shape}, reference shape {ref.shape}"
+    if hand.size == ref.size and _without_ones(hand.shape) == _without_ones(ref.shape) \
+            and _close(hand.reshape(ref.shape), ref, rtol, atol):
+        extra = "an extra" if hand.ndim > ref.ndim else "a missing"
+        return msg + f"; the values are right, only {extra} size-1 axis differs (keepdims=True, " \
+                     f"or a reshape): return shape {ref.shape}"
     if hand.ndim == 2 and hand.shape == ref.shape[::-1] and _close(hand.T, ref, rtol, atol):
         return msg + "; hand.T matches: the gradient is transposed"
     for axis in range(hand.ndim):
@@ -65,7 +74,8 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
         return shape_kind
     slices, coverage = _slices(bad, axes)
     if bad.sum() <= 3 < bad.size and coverage < 0.5:
-        where = ", ".join(str(list(np.unravel_index(i, bad.shape))) for i in np.flatnonzero(bad))
+        where = ", ".join(str([int(j) for j in np.unravel_index(i, bad.shape)])
+                          for i in np.flatnonzero(bad))
         return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong: {where}"
     extra, lost = bad & (r == 0) & (h != 0), bad & (h == 0) & (r != 0)
     if extra.any() and lost.any() and np.array_equal(bad, extra | lost):

@@ -5,9 +5,10 @@ c h^2 + O(h^4), so R = (4 D(h/2) - D(h)) / 3 cancels the h^2 term, and |D(h/2) -
 size of that correction, estimates what is left. The step is eps^(1/5) / 4 * max(1, |x|)
 (1.8e-4 in float64): eps^(1/5) balances the O(h^4) truncation against the eps/h round-off, and
 the quarter keeps perturbations inside the 1e-3 margin the sampler leaves around kinks. The error
-bound adds the round-off, 30 eps sum|terms| / h. Where the bound itself exceeds the tolerance (a
-kink between x - h and x + h, or round-off), the result says so instead of judging the
-derivation.
+bound adds the round-off, 30 eps sum|terms| / h. A stencil that straddles a kink (the test of
+:mod:`handgrad.kinks`) is retried with smaller steps; at a point on a kink the one-sided
+differences bracket the valid subgradients. Where the bound itself exceeds the tolerance, the
+result says so instead of judging the derivation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from handgrad.kinks import kinked, rounding_noise, value_noise
 from handgrad.record import Derivation
 
 EPS = float(np.finfo(np.float64).eps)
@@ -30,18 +32,24 @@ STEP = 0.25 * EPS ** 0.2
 ROUNDOFF_FACTOR = 30.0
 NOISE_FACTOR = 10.0
 COMPLEX_STEP = 1e-30
+# A stencil that straddles a kink is retried at h/16, h/256 and h/4096 (4e-8 relative): below
+# that the round-off bound eps |S| / h exceeds the tolerance anyway.
+SHRINK = 16.0
+SHRINKS = 3
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Finite-difference derivatives, the two parts of their error bound, and the one-sided
-    estimates (which bracket the derivative's one-sided limits at a kink)."""
+    """Finite-difference derivatives, the two parts of their error bound, the one-sided
+    estimates (which bracket the derivative's one-sided limits at a kink), and whether the
+    smallest step tried still straddled a kink (see :mod:`handgrad.kinks`)."""
 
     value: np.ndarray
     truncation: np.ndarray
     roundoff: np.ndarray
     forward: np.ndarray
     backward: np.ndarray
+    kink: np.ndarray
 
     @property
     def error(self) -> np.ndarray:
@@ -74,31 +82,37 @@ def objective(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
 
 
 def noise_level(evaluate, name: str, x: np.ndarray, rng: np.random.Generator) -> float:
-    """Standard deviation of the rounding noise of S near x (after More and Wild's ECnoise).
-
-    Seven values of S spaced 1e-6 apart along a random direction: a smooth S changes there by
-    far less than its rounding, so the fourth differences are noise, with variance 70 sigma^2.
-    """
+    """Standard deviation of the rounding noise of S near x, along a random direction, with
+    values 1e-6 apart (see :func:`handgrad.kinks.rounding_noise`)."""
     x = np.asarray(x, dtype=np.float64)
     v = rng.standard_normal(x.shape)
     v /= max(float(np.abs(v).max(initial=0.0)), 1e-300)
     delta = 1e-6 * max(1.0, float(np.abs(x).max(initial=0.0)))
-    values = np.array([_real(evaluate, name, x + j * delta * v)[0] for j in range(-3, 4)])
-    fourth = np.diff(values, 4)
-    return float(np.sqrt(np.mean(fourth ** 2) / 70.0))
+    return rounding_noise(lambda t: _real(evaluate, name, x + t * v)[0], delta)
 
 
-def _richardson(f: Callable[[float], tuple[float, float]], h: float,
-                noise: float = 0.0) -> tuple[float, ...]:
-    """(R, truncation bound, round-off bound, forward and backward one-sided differences)."""
-    (fp, mp), (fm, mm) = f(h), f(-h)
-    (fp2, mp2), (fm2, mm2) = f(h / 2), f(-h / 2)
-    f0, m0 = f(0.0)
+def _richardson(f: Callable[[float], tuple[float, float]], h: float, centre: tuple[float, float],
+                noise: float = 0.0) -> tuple:
+    """(R, truncation bound, round-off bound, forward and backward one-sided differences,
+    kinked) at the largest step h / SHRINK^j (j <= SHRINKS) whose stencil is kink-free.
+
+    A stencil that straddles a kink is retried with a smaller step, so that the differences stay
+    on one side of it; ``kinked`` is True when even the smallest step straddles one (the point
+    lies on a kink, or within h / SHRINK^SHRINKS of it)."""
+    f0, m0 = centre
+    for attempt in range(SHRINKS + 1):
+        (fp, mp), (fm, mm) = f(h), f(-h)
+        (fp2, mp2), (fm2, mm2) = f(h / 2), f(-h / 2)
+        magnitude = max(mp, mm, mp2, mm2, m0)
+        kink = kinked(f0, fp, fm, fp2, fm2, value_noise(noise, magnitude))
+        if not kink or attempt == SHRINKS:
+            break
+        h /= SHRINK
     d1 = (fp - fm) / (2 * h)
     d2 = (fp2 - fm2) / h
-    roundoff = max(ROUNDOFF_FACTOR * EPS * max(mp, mm, mp2, mm2, m0), NOISE_FACTOR * noise) / h
+    roundoff = max(ROUNDOFF_FACTOR * EPS * magnitude, NOISE_FACTOR * noise) / h
     return ((4 * d2 - d1) / 3, abs(d2 - d1) / 3, roundoff, (fp2 - f0) / (h / 2),
-            (f0 - fm2) / (h / 2))
+            (f0 - fm2) / (h / 2), kink)
 
 
 def _real(evaluate, name: str, value: np.ndarray) -> tuple[float, float]:
@@ -106,10 +120,18 @@ def _real(evaluate, name: str, value: np.ndarray) -> tuple[float, float]:
     return float(np.real(s)), magnitude
 
 
+def _estimate(rows: list[tuple]) -> Estimate:
+    if not rows:
+        return Estimate(*(np.zeros(0) for _ in range(5)), np.zeros(0, dtype=bool))
+    columns = [np.array(col).reshape(-1) for col in zip(*rows)]
+    return Estimate(*(c.astype(np.float64) for c in columns[:5]), columns[5].astype(bool))
+
+
 def elementwise(evaluate, name: str, x: np.ndarray, indices=None, noise: float = 0.0) -> Estimate:
     """Per-element Richardson central differences of S with respect to input ``name``."""
     x = np.asarray(x, dtype=np.float64)
     flat_indices = range(x.size) if indices is None else indices
+    centre = _real(evaluate, name, x)
     rows = []
     for i in flat_indices:
         h = STEP * max(1.0, abs(x.flat[i]))
@@ -119,9 +141,8 @@ def elementwise(evaluate, name: str, x: np.ndarray, indices=None, noise: float =
             xp.flat[i] += t
             return _real(evaluate, name, xp)
 
-        rows.append(_richardson(f, h, noise))
-    return Estimate(*(np.array(col, dtype=np.float64).reshape(-1) for col in zip(*rows))) \
-        if rows else Estimate(*(np.zeros(0) for _ in range(5)))
+        rows.append(_richardson(f, h, centre, noise))
+    return _estimate(rows)
 
 
 def directional(evaluate, name: str, x: np.ndarray, v: np.ndarray,
@@ -129,8 +150,9 @@ def directional(evaluate, name: str, x: np.ndarray, v: np.ndarray,
     """Richardson estimate of d/dt S(x + t v) at t = 0, i.e. <dS/dx, v>."""
     x = np.asarray(x, dtype=np.float64)
     h = STEP * max(1.0, float(np.abs(x).max(initial=0.0))) / max(float(np.abs(v).max()), 1e-300)
-    parts = _richardson(lambda t: _real(evaluate, name, x + t * v), h, noise)
-    return Estimate(*(np.array([p]) for p in parts))
+    rows = [_richardson(lambda t: _real(evaluate, name, x + t * v), h,
+                        _real(evaluate, name, x), noise)]
+    return _estimate(rows)
 
 
 def complex_step(evaluate, name: str, x: np.ndarray, directions: np.ndarray | None = None):

@@ -1,5 +1,5 @@
-"""Where a failing case goes wrong: the first wrong gradient in backward order, and the smallest
-dimensions at which it still fails."""
+"""Where a failing derivation goes wrong: the first wrong gradient in backward order, in its most
+informative failing case, and the smallest dimensions at which the same failure persists."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ from collections.abc import Callable
 
 from handgrad.cases import Case
 from handgrad.record import Derivation
-from handgrad.report import Result, reproduce_command
+from handgrad.report import Report, Result, case_dims, reproduce_command
 
 
-def localise(record: Derivation, results: list[Result]) -> list[str]:
-    """The first gradient, in backward order, that disagrees with autograd, per dtype."""
+def localise(record: Derivation, report: Report) -> list[str]:
+    """The first gradient, in backward order, that disagrees with autograd in the most telling
+    failing case, per dtype (float64 first), and the command that reproduces the case."""
+    telling = report.telling_case()
+    if telling is None:
+        return []
+    case, seed = telling
+    results = [r for r in report.results if (r.case, r.data_seed) == telling]
     lines = []
     order = (*record.intermediates, *record.differentiable)
-    first = next((r for r in results if not r.passed), None)
-    where = f"case {first.case} data-seed {first.data_seed}"
     by_key = {(r.dtype, r.tensor): r for r in results if r.check == "autograd"}
     for dtype in ("float64", "float32"):
         wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
@@ -25,45 +29,51 @@ def localise(record: Derivation, results: list[Result]) -> list[str]:
         r = by_key[(dtype, k)]
         right = [k2 for k2 in order[: order.index(k)] if (dtype, k2) in by_key]
         tag = f", see ({r.tag}) in {record.doc or 'its derivation'}" if r.tag else ""
-        lines.append(f"{where} {dtype}: first wrong: dL/d{k}{tag} [{r.kind}: {r.message}]")
+        lines.append(f"case {case} data-seed {seed} {dtype}: first wrong: dL/d{k}{tag} "
+                     f"[{r.kind}: {r.message}]")
         if right:
             lines.append("  correct before it: " + ", ".join(
                 f"dL/d{k2}" + (f" ({record.tags[k2]})" if k2 in record.tags else "")
                 for k2 in right))
         break
-    lines.append(f"  reproduce: {reproduce_command(record.name, first.case, first.data_seed)}")
+    lines.append(f"  reproduce: {reproduce_command(record.name, case, seed)}")
     return lines
 
 
-def smallest_failing(record: Derivation, first: Result, failed: list[Result],
-                     run_case: Callable[[Derivation, Case, set[str]], list[Result]]) -> list[str]:
-    """Greedily shrink each dimension, keeping the data seed, while the same check still fails.
+def smallest_failing(record: Derivation, report: Report,
+                     run_case: Callable[[Derivation, Case, set[str]], list[Result]]
+                     ) -> list[str]:
+    """Greedily shrink each dimension, keeping the data seed, while the failure that names the
+    report (same check, tensor and kind) persists; a shrink that changes the kind is refused.
 
     ``run_case`` is :func:`handgrad.check.check_case`, passed in to keep the modules acyclic.
     """
-    checks = {r.check for r in failed} | {"contract"}
-    dims = {k: v for k, v in _dims_of(first.case).items() if k in record.dims}
+    first = report.kind_result
+    if first is None or first.status == "vacuous":
+        return []
+    signature = (first.check, first.tensor, first.kind, first.dtype)
+    checks = {first.check, "contract"} | ({"autograd"} if first.dtype == "float32" else set())
+    dims = {k: v for k, v in case_dims(first.case).items() if k in record.dims}
+    if not dims:
+        return []
     start = dict(dims)
 
-    def fails(candidate: dict[str, int]) -> bool:
+    def same_failure(candidate: dict[str, int]) -> bool:
         case = Case.of(candidate, first.data_seed, "shrunk")
-        return any(not r.passed for r in run_case(record, case, checks))
+        return any((r.check, r.tensor, r.kind, r.dtype) == signature and not r.passed
+                   for r in run_case(record, case, checks))
 
     changed = True
     while changed:
         changed = False
         for name, (lo, _) in record.dims.items():
             for value in sorted({lo, (lo + dims[name]) // 2, dims[name] - 1}):
-                if lo <= value < dims[name] and fails({**dims, name: value}):
+                if lo <= value < dims[name] and same_failure({**dims, name: value}):
                     dims[name] = value
                     changed = True
                     break
     if dims == start:
         return []
     case = Case.of(dims, first.data_seed).describe()
-    return [f"  smallest failing case: {case}: "
-            f"{reproduce_command(record.name, case, first.data_seed)}"]
-
-
-def _dims_of(case: str) -> dict[str, int]:
-    return {k: int(v) for k, v in (p.split("=") for p in case.split(",") if p)}
+    return [f"  smallest case with the same failure ({first.check} {first.tensor} "
+            f"[{first.kind}]): {case}: {reproduce_command(record.name, case, first.data_seed)}"]

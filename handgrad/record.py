@@ -201,7 +201,12 @@ class Derivation:
         return frozenset(self.differentiable) | frozenset(self.intermediates)
 
     def shape_of(self, name: str, dims: Mapping[str, int]) -> tuple[int, ...]:
-        return tuple(d if isinstance(d, int) else int(dims[d]) for d in self.inputs[name])
+        return self.shape_of_symbolic(self.inputs[name], dims)
+
+    @staticmethod
+    def shape_of_symbolic(shape: tuple[str | int, ...], dims: Mapping[str, int]
+                          ) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else int(dims[d]) for d in shape)
 
 
 def validate(r: Derivation) -> list[str]:

@@ -7,12 +7,16 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 STATUS_WORD = {"pass": "ok", "fail": "FAIL", "unreliable": "unreliable", "error": "ERROR",
-               "skipped": "skipped"}
+               "skipped": "skipped", "warning": "warn", "vacuous": "VACUOUS"}
+# A result that passes: "unreliable" means the oracle could not decide (a kink, round-off) and
+# says why; "warning" means allowed but worth saying (float64 answers to float32 inputs).
+PASSING = ("pass", "unreliable", "skipped", "warning")
 
 
 @dataclass(frozen=True)
 class Result:
-    """One check of one tensor in one case. ``passed`` is False only for "fail" and "error"."""
+    """One check of one tensor in one case. ``passed`` is False for "fail", "error" and
+    "vacuous" (no checked case could have caught an error in that tensor)."""
 
     derivation: str
     case: str
@@ -31,24 +35,54 @@ class Result:
     ref_value: float = math.nan
     rtol: float = math.nan
     atol: float = math.nan
+    live: float = math.nan  # share of entries whose reference gradient is non-zero
 
     @property
     def passed(self) -> bool:
-        return self.status in ("pass", "unreliable", "skipped")
+        return self.status in PASSING
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return case_dims(self.case)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["passed"] = self.passed
-        d["worst_index"] = list(self.worst_index)
+        d["worst_index"] = [int(i) for i in self.worst_index]
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in d.items()}
+
+
+def case_dims(case: str) -> dict[str, int]:
+    """``"N=2,d=3"`` -> {"N": 2, "d": 3} (empty for a case that is not a dims string)."""
+    try:
+        return {k: int(v) for k, v in (p.split("=") for p in case.split(",") if p)}
+    except ValueError:
+        return {}
+
+
+def informativeness(case: str) -> tuple[int, int]:
+    """How much a case can tell: the number of dimensions above 1 (a size-1 axis cannot tell a
+    slice from the whole, a sum from a copy), then the total of the dimensions."""
+    dims = case_dims(case)
+    return sum(v > 1 for v in dims.values()), sum(dims.values())
 
 
 def reproduce_command(name: str, case: str, data_seed: int) -> str:
     return f"handgrad check {shlex.quote(name)} --dims {case} --data-seed {data_seed}"
 
 
-@dataclass
+# Which failure names a report's kind, first match wins, inside the most informative failing
+# case: a broken float64 contract first (it explains what follows: a narrowed dtype, a written
+# cache), then the first wrong gradient against float64 autograd in backward order, the
+# forward, the numerical oracles, the descent step, and only then the float32 pass.
+KIND_ORDER = (("contract", "float64"), ("autograd", "float64"), ("forward", "float64"),
+              ("fd", "float64"), ("complex-step", "float64"), ("taylor", "float64"),
+              ("descent", "float64"), ("contract", "float32"), ("autograd", "float32"),
+              ("forward", "float32"))
+
+
+@dataclass(repr=False)
 class Report:
     """Every result for one derivation, plus the diagnosis of its failing cases."""
 
@@ -58,42 +92,83 @@ class Report:
     doc: str = ""
     results: list[Result] = field(default_factory=list)
     diagnoses: list[str] = field(default_factory=list)
+    expect_kind: str = ""
+
+    def __repr__(self) -> str:
+        return f"Report({self.derivation!r}, status={self.status!r}, kind={self.kind!r})"
+
+    @property
+    def status(self) -> str:
+        """"error", "fail", "vacuous" (nothing wrong seen, but some gradient was never
+        exercised) or "pass"."""
+        statuses = {r.status for r in self.results}
+        return next((s for s in ("error", "fail", "vacuous") if s in statuses), "pass")
 
     @property
     def passed(self) -> bool:
-        """True when the hand derivation agrees with every oracle on every case."""
+        """True when the hand derivation agrees with every oracle on every case, and every
+        gradient was exercised in some case."""
         return all(r.passed for r in self.results)
 
     @property
+    def rejected(self) -> bool:
+        """True when some oracle found the derivation wrong (vacuity is no rejection)."""
+        return self.status in ("fail", "error")
+
+    @property
     def as_expected(self) -> bool:
-        """Right records pass, records transcribing a known error are rejected."""
-        return self.passed == (self.expect == "pass")
+        """Right records pass; records transcribing a known error are rejected, with their
+        expected kind when one is given."""
+        if self.expect == "pass":
+            return self.passed
+        return self.rejected and (not self.expect_kind or self.kind == self.expect_kind)
 
     @property
     def failures(self) -> list[Result]:
         return [r for r in self.results if not r.passed]
 
     @property
-    def kind(self) -> str:
-        """The diagnosis of the first failure: a broken contract first, then the first wrong
-        gradient against float64 autograd (results come in backward order), then any other."""
-        order = (("contract", "float64"), ("contract", "float32"), ("autograd", "float64"),
-                 ("forward", "float64"), ("descent", "float64"), ("autograd", "float32"))
-        for check, dtype in order:
-            hit = next((r for r in self.failures if r.check == check and r.dtype == dtype), None)
+    def warnings(self) -> list[Result]:
+        return [r for r in self.results if r.status == "warning"]
+
+    def telling_case(self) -> tuple[str, int] | None:
+        """(case, data seed) of the most informative case that fails."""
+        failing = [r for r in self.results if r.status in ("fail", "error")]
+        if not failing:
+            return None
+        best = max(failing, key=lambda r: informativeness(r.case))
+        return best.case, best.data_seed
+
+    @property
+    def kind_result(self) -> Result | None:
+        """The failure whose kind names the report (see KIND_ORDER)."""
+        telling = self.telling_case()
+        if telling is None:
+            return next((r for r in self.results if r.status == "vacuous"), None)
+        failing = [r for r in self.results if r.status in ("fail", "error")
+                   and (r.case, r.data_seed) == telling]
+        for check, dtype in KIND_ORDER:
+            hit = next((r for r in failing if r.check == check and r.dtype == dtype), None)
             if hit:
-                return hit.kind
-        return self.failures[0].kind if self.failures else ""
+                return hit
+        return failing[0]
+
+    @property
+    def kind(self) -> str:
+        """The diagnosis of the report (see KIND_ORDER); "vacuous" when nothing failed but a
+        gradient was never exercised; "" when it passed."""
+        hit = self.kind_result
+        return hit.kind if hit else ""
 
     def render(self, only_failures: bool = False) -> str:
-        """The per-tensor table; with ``only_failures``, the failing rows of the first failing
-        case (every dtype), and a count of the rest."""
+        """The per-tensor table; with ``only_failures``, the failing rows of the most telling
+        failing case (every dtype), and a count of the rest."""
         rows = self.results
         rest = 0
         if only_failures and self.failures:
-            first = self.failures[0]
-            rows = [r for r in self.failures if (r.case, r.data_seed) == (first.case,
-                                                                            first.data_seed)]
+            telling = self.telling_case()
+            rows = [r for r in self.failures if (r.case, r.data_seed) == telling
+                    or r.status == "vacuous"]
             rest = len(self.failures) - len(rows)
         elif only_failures:
             rows = []
@@ -103,9 +178,11 @@ class Report:
         if rest:
             lines.append(f"  (+{rest} failing rows in other cases; check with --verbose)")
         lines += self.diagnoses
-        verdict = "PASS" if self.passed else "FAIL"
+        verdict = {"pass": "PASS", "vacuous": "VACUOUS (not a pass)"}.get(self.status, "FAIL")
         if self.expect == "reject":
-            verdict = "REJECTED as expected" if not self.passed else "MISSED: expected a rejection"
+            verdict = ("REJECTED as expected" if self.as_expected else
+                       f"REJECTED, but diagnosed {self.kind!r} where {self.expect_kind!r} was "
+                       "expected" if self.rejected else "MISSED: expected a rejection")
         lines.append(f"verdict: {verdict}")
         return "\n".join(lines)
 
@@ -124,7 +201,7 @@ def render_table(results: list[Result]) -> list[str]:
             f"{r.case} s={r.data_seed}", r.dtype, r.check,
             r.tensor + (f" ({r.tag})" if r.tag else ""),
             _fmt(r.max_abs), _fmt(r.max_rel),
-            str(list(r.worst_index)) if r.worst_index else "-",
+            str([int(i) for i in r.worst_index]) if r.worst_index else "-",
             _fmt(r.hand_value), _fmt(r.ref_value),
             "-" if not math.isfinite(r.rtol) else f"{r.rtol:.0e}/{r.atol:.0e}",
             verdict,
@@ -135,7 +212,7 @@ def render_table(results: list[Result]) -> list[str]:
     seen = set()
     for r in results:
         evidence = r.message.split("; ")[-1]
-        if (r.message and not r.passed or r.status in ("unreliable", "skipped")) \
+        if (r.message and not r.passed or r.status in ("unreliable", "skipped", "warning")) \
                 and (r.tensor, evidence) not in seen:
             seen.add((r.tensor, evidence))
             out.append(f"  {r.check} {r.tensor}: {r.message}")

@@ -43,7 +43,7 @@ BROKEN = {
     "extra-key": (lambda d, c: {**backward(d, c), "b": np.zeros(2)}, "b", "remove it"),
     "wrong-shape": (lambda d, c: {**backward(d, c), "W": backward(d, c)["W"].T.copy()}, "W",
                     "transposed"),
-    "wrong-dtype": (lambda d, c: {k: v.astype(np.float64) for k, v in backward(d, c).items()},
+    "wrong-dtype": (lambda d, c: {k: v.astype(np.float16) for k, v in backward(d, c).items()},
                     "W", "keep the input dtype"),
     "non-finite": (lambda d, c: {**backward(d, c), "x": backward(d, c)["x"] / 0.0}, "x",
                    "NaN or inf"),

@@ -92,7 +92,7 @@ def test_localisation_names_the_first_wrong_intermediate_and_its_tag():
     assert "first wrong: dL/da2, see (M7)" in text, text
     assert "correct before it: dL/dyhat (M6)" in text, text
     assert "reproduce: handgrad check" in text
-    assert "smallest failing case" in text, text
+    assert "smallest case with the same failure (autograd a2 [factor])" in text, text
 
 
 @pytest.mark.parametrize("check", ["autograd", "fd", "complex-step"])

@@ -129,6 +129,6 @@ def test_truncated_records_match_detaching_reference(spec, seed):
     report = handgrad.check(record, seed=seed, cases=6, checks=("contract", "forward", "autograd"))
     assert report.passed, report.render(only_failures=True)
     window = spec[2]
-    longer = handgrad.check(record, dims={"T": 3 * window + 2, "B": 2, "M": 3},
+    longer = handgrad.check(record, dims={"T": 3 * window + 2, "B": 2, "M": 3, "C": 3},
                             checks=("contract", "forward", "autograd"))
     assert longer.passed, longer.render(only_failures=True)

@@ -1,0 +1,72 @@
+"""Coverage: whether the checked cases could have caught an error in each gradient at all.
+
+A gradient whose reference is identically zero in a case checks nothing there: any hand value
+that is zero too (a sign flip, a factor 2, a dropped term of it) passes. A right record whose
+some gradient is zero in every checked case is ``vacuous``, which is not a pass, unless the
+record declares that gradient zero on purpose (``zero_grads``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from handgrad.record import Derivation
+from handgrad.report import Result
+
+# Cancellation leaves rounding residue of about eps times the largest term; 64 eps of the largest
+# gradient in the case is still residue, not a gradient that reaches the loss.
+RESIDUE = 64 * float(np.finfo(np.float64).eps)
+
+
+def live_fraction(grads: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per tensor, the share of entries whose gradient is non-zero (above rounding residue of
+    the case's largest gradient)."""
+    scale = max((float(np.abs(g).max(initial=0.0)) for g in grads.values()), default=0.0)
+    return {k: float(np.mean(np.abs(g) > RESIDUE * scale)) if np.size(g) and scale > 0 else 0.0
+            for k, g in grads.items()}
+
+
+def coverage(record: Derivation, results: list[Result]) -> list[Result]:
+    """One row per gradient: the best share of live entries over the checked cases (float64
+    autograd), vacuous when it is zero everywhere, and a declared zero that is not."""
+    seen: dict[str, list[Result]] = {}
+    for r in results:
+        if r.check == "autograd" and r.dtype == "float64" and math.isfinite(r.live):
+            seen.setdefault(r.tensor, []).append(r)
+    if not seen:
+        return []
+    rows = []
+    for key in (*record.intermediates, *record.differentiable):
+        rs = seen.get(key, [])
+        if not rs:
+            continue
+        best = max(rs, key=lambda r: r.live)
+        common = {"derivation": record.name, "case": best.case, "data_seed": best.data_seed,
+                  "dtype": "float64", "check": "coverage", "tensor": key,
+                  "tag": record.tags.get(key, ""), "live": best.live}
+        n = len(rs)
+        if key in record.zero_grads:
+            if best.live > 0:
+                rows.append(Result(status="fail", kind="declared-zero",
+                                   message=f"zero_grads declares {key!r} zero "
+                                           f"({record.zero_grads[key]}), but its reference "
+                                           f"gradient is non-zero at {best.live:.0%} of its "
+                                           "entries here; remove it from zero_grads", **common))
+            else:
+                rows.append(Result(status="pass", message=f"zero on purpose: "
+                                   f"{record.zero_grads[key]} (zero in all {n} cases)",
+                                   **common))
+        elif best.live == 0:
+            rows.append(Result(status="vacuous", kind="vacuous",
+                               message=f"the reference gradient of {key!r} is identically zero "
+                                       f"in all {n} checked cases, so no case could catch an "
+                                       "error in it: keep the network alive (fan-in-scaled "
+                                       "weights, more classes, a larger batch), or declare "
+                                       f"zero_grads={{{key!r}: 'why'}} if it is zero on purpose",
+                               **common))
+        else:
+            rows.append(Result(status="pass", message=f"non-zero reference gradient at "
+                               f"{best.live:.0%} of the entries (best of {n} cases)", **common))
+    return rows
