@@ -48,6 +48,7 @@ class CaseRun:
     noise: dict[str, float] = dataclasses.field(default_factory=dict)
     kinks: dict[str, oracles.KinkSet] = dataclasses.field(default_factory=dict)
     taylor: object = None
+    prepared: tuple = ()  # (out, grads) of float64 autograd, when already computed
 
     def result(self, check: str, tensor: str, status: str, **fields) -> Result:
         r = Result(derivation=self.record.name, case=self.case.describe(),
@@ -140,12 +141,14 @@ def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -
 
 def _check_case(record: Derivation, case: Case, checks: set[str]) -> list[Result]:
     early: list[Result] = []
-    case = _choose_data(record, case, early)
+    case, prepared = _choose_data(record, case, early)
     dtypes = ["float64"] + (["float32"] if "autograd" in checks and "float32" not in record.skip
                             else [])
     results = list(early)
     for dtype in dtypes:
         run, error = _start(record, case, dtype)
+        if run is not None and dtype == "float64":
+            run.prepared = prepared
         if run is None:
             results.append(error)
             break
@@ -190,20 +193,21 @@ def _start(record: Derivation, case: Case, dtype: str) -> tuple[CaseRun | None, 
     return CaseRun(record, case, dtype, inputs, dout, hand), None
 
 
-def _choose_data(record: Derivation, case: Case, problems: list[Result]) -> Case:
+def _choose_data(record: Derivation, case: Case, problems: list[Result]) -> tuple[Case, tuple]:
     """The first data seed from ``case``'s on whose point every declared kink is
     ``kink_margin`` away and every gradient is exercised (its reference is non-zero somewhere);
-    failing that, the seed that exercises the most. What fails here is reported by the checks
-    themselves, except a raising ``kink_distance``, reported here."""
+    failing that, the seed that exercises the most. Returns it with the float64 autograd
+    result computed on the way (reused by the autograd check). What fails here is reported by
+    the checks themselves, except a raising ``kink_distance``, reported here."""
     needed = record.grad_keys - set(record.zero_grads)
-    best, best_live, tried = None, -1, 0
+    best, best_live, tried = (case, ()), -1, 0
     for i in range(KINK_REDRAWS):
         candidate = dataclasses.replace(case, data_seed=case.data_seed + i)
         try:
             inputs = build_inputs(record, candidate)
             out, cache = record.forward(**{k: v.copy() for k, v in inputs.items()})
         except Exception:  # noqa: BLE001 - _start reports it, with its context
-            return candidate
+            return candidate, ()
         if record.kink_distance is not None:
             try:
                 distance = float(record.kink_distance(cache))
@@ -214,23 +218,23 @@ def _choose_data(record: Derivation, case: Case, problems: list[Result]) -> Case
                                        message=f"kink_distance raised {type(exc).__name__}: "
                                                f"{exc}; it takes the forward's cache and returns "
                                                "the distance to the nearest kink"))
-                return candidate
+                return candidate, ()
             if distance < record.kink_margin:
                 continue
         try:
-            _, grads = autograd_oracle(record, inputs, upstream(np.shape(out), candidate),
+            prepared = autograd_oracle(record, inputs, upstream(np.shape(out), candidate),
                                        "float64")
         except Exception:  # noqa: BLE001 - the autograd check reports it
-            return candidate
-        live = {k for k, f in live_fraction(grads).items() if f > 0}
+            return candidate, ()
+        live = {k for k, f in live_fraction(prepared[1]).items() if f > 0}
         if needed <= live:
-            return candidate
+            return candidate, prepared
         if len(live & needed) > best_live:
-            best, best_live = candidate, len(live & needed)
+            best, best_live = (candidate, prepared), len(live & needed)
         tried += 1
         if tried >= LIVE_REDRAWS:
             break
-    return best or case
+    return best
 
 
 def _checks_of(run: CaseRun, checks: set[str]) -> None:
@@ -261,7 +265,8 @@ def _autograd(run: CaseRun, checks: set[str]) -> None:
     record = run.record
     fix = "fix the PyTorch reference (it must run on these inputs in this dtype)"
     try:
-        ref_out, ref_grads = autograd_oracle(record, run.inputs, run.dout, run.dtype)
+        ref_out, ref_grads = run.prepared or autograd_oracle(record, run.inputs, run.dout,
+                                                             run.dtype)
     except OutputShapeError as exc:
         _blame_output(run, exc)
         return

@@ -12,7 +12,6 @@ from handgrad import fd
 from handgrad.autograd import run_reference, to_tensors
 from handgrad.cases import full_dims
 from handgrad.compare import compare
-from handgrad.contract import run_hand
 from handgrad.diagnose import diagnose
 from handgrad.report import Result
 from handgrad.taylor import taylor_test
@@ -284,20 +283,22 @@ def descent(run) -> None:
     import torch
 
     record = run.record
-    one = np.asarray(1.0)
-    hand = run_hand(record, run.inputs, one, "float64")
-    if hand.fatal or not all(k in hand.grads for k in record.differentiable):
+    if not all(k in run.hand.grads for k in record.differentiable):
         return
+    # The gradients of the loss itself: the contract makes backward linear in its upstream
+    # gradient, which for a scalar loss is the number dout.
+    grads = {k: g / float(run.dout) for k, g in run.hand.grads.items()}
+    loss = float(run.hand.out)
     params = {k: run.inputs[k].copy() for k in record.differentiable}
-    norm2 = sum(float(np.vdot(g, g)) for k, g in hand.grads.items() if k in params)
-    lr = 1e-3 * max(abs(float(hand.out)), 1.0) / max(norm2, 1e-12)
-    new = record.update({k: v.copy() for k, v in params.items()}, dict(hand.grads), lr)
+    norm2 = sum(float(np.vdot(g, g)) for k, g in grads.items() if k in params)
+    lr = 1e-3 * max(abs(loss), 1.0) / max(norm2, 1e-12)
+    new = record.update({k: v.copy() for k, v in params.items()}, grads, lr)
     misshapen = [k for k in new if np.shape(new[k]) != np.shape(run.inputs.get(k))]
     tensors = to_tensors(record, run.inputs, "float64")
     leaves = [tensors[k] for k in new]
     optimizer = torch.optim.SGD(leaves, lr=lr)
-    loss, _ = run_reference(record, tensors)
-    loss.backward()
+    ref_loss, _ = run_reference(record, tensors)
+    ref_loss.backward()
     optimizer.step()
     tol = tolerance("float64", "autograd", record.tolerances)
     for key, leaf in zip(new, leaves):
@@ -307,9 +308,8 @@ def descent(run) -> None:
     if misshapen:
         return
     new_out, _ = record.forward(**{**run.inputs, **new})
-    lowered = float(new_out) < float(hand.out)
+    lowered = float(new_out) < loss
     run.result("descent", "(loss)", "pass" if lowered else "fail",
-               kind="" if lowered else "ascent", hand_value=float(new_out),
-               ref_value=float(hand.out),
-               message=f"loss {float(hand.out):.6g} -> {float(new_out):.6g} after one step "
+               kind="" if lowered else "ascent", hand_value=float(new_out), ref_value=loss,
+               message=f"loss {loss:.6g} -> {float(new_out):.6g} after one step "
                        f"with lr={lr:.2e}" + ("" if lowered else ": the update climbs"))
