@@ -1,4 +1,6 @@
-"""The only pytest glue: options, parametrization from the derivation registry, profiles."""
+"""This repository's pytest glue: the Hypothesis profile, the parametrizations over its own
+records and benchmarks, the benchmark summary. Options and the record checks come from
+handgrad's plugin (handgrad/pytest_plugin.py)."""
 
 from __future__ import annotations
 
@@ -6,50 +8,23 @@ import pytest
 from hypothesis import settings
 
 import handgrad
-from handgrad.cases import sample_cases
 
 settings.register_profile("handgrad", deadline=None, derandomize=True, database=None)
 settings.load_profile("handgrad")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("handgrad")
-    group.addoption("--grad-seed", type=int, default=0, help="seed of the case sampler")
-    group.addoption("--grad-cases", type=int, default=4, help="cases per derivation")
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    records = handgrad.derivations()
-    seed = metafunc.config.getoption("--grad-seed")
-    count = metafunc.config.getoption("--grad-cases")
-    if "right_case" in metafunc.fixturenames:
-        params = [pytest.param((r, c), id=f"{r.name}[{c.origin}{i}]")
-                  for r in records if r.expect == "pass"
-                  for i, c in enumerate(sample_cases(r, seed, count))]
-        metafunc.parametrize("right_case", params)
-    if "right_record" in metafunc.fixturenames:
-        metafunc.parametrize("right_record", [r for r in records if r.expect == "pass"],
-                             ids=lambda r: r.name)
-    if "erratum" in metafunc.fixturenames:
-        metafunc.parametrize("erratum", [r for r in records if r.expect == "reject"],
-                             ids=lambda r: r.name)
+    """This repository's own parametrizations: its records (for the documentation tests) and
+    its benchmarks. The checks of every record come from handgrad's pytest plugin, which
+    collects derivations/ by path ([tool.handgrad] in pyproject.toml)."""
     if "record" in metafunc.fixturenames:
-        metafunc.parametrize("record", records, ids=lambda r: r.name)
+        metafunc.parametrize("record", handgrad.derivations(), ids=lambda r: r.name)
     if "bench_case" in metafunc.fixturenames:
         params = [pytest.param((r, dims, dtype), id=f"{r.name}-{dtype}-" +
                                ",".join(f"{k}={v}" for k, v in dims.items()))
-                  for r in records for dims in r.bench for dtype in ("float64", "float32")]
+                  for r in handgrad.derivations() for dims in r.bench
+                  for dtype in ("float64", "float32")]
         metafunc.parametrize("bench_case", params)
-
-
-@pytest.fixture
-def grad_seed(request: pytest.FixtureRequest) -> int:
-    return request.config.getoption("--grad-seed")
-
-
-@pytest.fixture
-def grad_cases(request: pytest.FixtureRequest) -> int:
-    return request.config.getoption("--grad-cases")
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

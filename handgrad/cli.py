@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.add_argument("--verbose", "-v", action="store_true", help="print every tensor's row")
     p.add_argument("--list", action="store_true", help="list the derivations and exit")
+    p.add_argument("--path", action="append", default=None, metavar="PATH",
+                   help="folder or .py file of records (repeatable; default: [tool.handgrad] "
+                        "paths of the nearest pyproject.toml)")
     return p
 
 
@@ -79,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
               "(handgrad check --help)", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv[1:])
-    records, broken = discover()
+    records, broken = discover(args.path)
+    if not records and not broken and args.path is None:
+        print("handgrad: no records: give --path DIR (or a .py file), or set [tool.handgrad] "
+              "paths = [\"grads\"] in your pyproject.toml", file=sys.stderr)
+        return 2
     chosen, unknown = select(records, args.names)
     if args.list:
         for r in chosen:

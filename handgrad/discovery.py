@@ -1,18 +1,32 @@
-"""Discovery: every :class:`Derivation` defined at module level in the ``derivations`` package."""
+"""Discovery: every :class:`Derivation` defined at module level in the Python files of a folder
+or a file, wherever it lives.
+
+A file inside a package (its folder has ``__init__.py``) is imported under its dotted name with
+the package's parent on ``sys.path``, so ``from derivations import mlp`` inside it works, as in
+this repository. A file in a plain folder is loaded on its own, with its folder on ``sys.path``
+while it loads (``from layers import affine_forward`` finds the sibling file), under a name of
+its own; the sibling modules it imported are forgotten afterwards, so that another folder's
+``layers.py`` (the next student's) is loaded afresh. A file that fails to import is reported and
+never hides the others.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import pkgutil
+import importlib.util
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from handgrad import config
 from handgrad.record import Derivation, DerivationError
 
 
 @dataclass(frozen=True)
 class Broken:
-    """A derivation module that failed to import or holds malformed records."""
+    """A file that failed to import or holds malformed records."""
 
     module: str
     message: str
@@ -26,45 +40,143 @@ def _records_in(module) -> list[Derivation]:
     return found
 
 
-def discover(package: str = "derivations") -> tuple[list[Derivation], list[Broken]]:
-    """(records, broken modules). A broken module never hides the others."""
-    pkg = importlib.import_module(package)
+def python_files(path: Path) -> list[Path]:
+    """The record files under ``path``: itself if a file, else its ``*.py`` (not recursive)
+    in name order, leaving out ``__init__.py`` and ``conftest.py``."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.glob("*.py") if p.name not in ("__init__.py", "conftest.py"))
+
+
+def _package_root(file: Path) -> tuple[Path, str] | None:
+    """(folder to put on sys.path, dotted module name) for a file inside a package."""
+    parts = [file.stem]
+    folder = file.parent
+    while (folder / "__init__.py").exists():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return (folder, ".".join(parts)) if len(parts) > 1 else None
+
+
+def _within(module, folder: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    try:
+        return file is not None and Path(file).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def load_module(file: Path):
+    """Import one record file (see the module docstring)."""
+    file = file.resolve()
+    packaged = _package_root(file)
+    if packaged is not None:
+        root, dotted = packaged
+        top = dotted.split(".")[0]
+        loaded = sys.modules.get(top)
+        if loaded is not None and not _within(loaded, root / top):
+            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+                del sys.modules[name]
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        return importlib.import_module(dotted)
+    folder = file.parent
+    before = set(sys.modules)
+    tag = hashlib.blake2b(str(file).encode(), digest_size=6).hexdigest()
+    name = f"handgrad_records_{tag}_{file.stem}"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+        for added in set(sys.modules) - before:
+            if added != name and _within(sys.modules[added], folder):
+                del sys.modules[added]
+    return module
+
+
+def _doc_for(file: Path, root: Path) -> str:
+    """The Markdown next to a record file: ``<stem>.md``, else that of the stem's first word
+    (``lenet5_layers.py`` -> ``lenet5.md``), as a path relative to ``root`` where possible."""
+    stems = (file.stem, file.stem.lstrip("_").split("_")[0])
+    doc = next((file.parent / f"{s}.md" for s in stems if (file.parent / f"{s}.md").exists()),
+               None)
+    if doc is None:
+        return ""
+    try:
+        return str(doc.resolve().relative_to(root))
+    except ValueError:
+        return str(doc.resolve())
+
+
+def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation], list[Broken]]:
+    """(records, broken files) of one folder or file; record names must be unique in it."""
+    path = Path(path)
+    root = (root or Path.cwd()).resolve()
+    if not path.exists():
+        return [], [Broken(str(path), f"{path} does not exist; give a folder or a .py file")]
     records: dict[str, Derivation] = {}
     seen: set[int] = set()
     broken = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        name = f"{package}.{info.name}"
+    for file in python_files(path):
         try:
-            module = importlib.import_module(name)
+            module = load_module(file)
         except DerivationError as exc:
-            broken.append(Broken(name, str(exc)))
+            broken.append(Broken(str(file), str(exc)))
             continue
-        except Exception as exc:  # noqa: BLE001 - report, keep discovering
-            broken.append(Broken(name, f"importing {name} raised {type(exc).__name__}: {exc}"))
+        except BaseException as exc:  # noqa: BLE001 - report, keep discovering
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            broken.append(Broken(str(file), f"importing {file} raised {type(exc).__name__}: "
+                                            f"{exc}"))
             continue
-        here = Path(module.__file__).parent
-        stems = (info.name, info.name.lstrip("_").split("_")[0])
-        doc = next((here / f"{s}.md" for s in stems if (here / f"{s}.md").exists()), None)
+        doc = _doc_for(file, root)
         for record in _records_in(module):
             if id(record) in seen:
                 continue
             seen.add(id(record))
             if record.name in records:
-                broken.append(Broken(name, f"two records are named {record.name!r}; rename one"))
+                broken.append(Broken(str(file), f"two records are named {record.name!r}; "
+                                                "rename one"))
                 continue
-            if not record.doc and doc is not None:
-                record = replace(record, doc=f"{package}/{doc.name}")
+            if not record.doc and doc:
+                record = replace(record, doc=doc)
+            if not record.origin:
+                record = replace(record, origin=str(file))
             records[record.name] = record
     return list(records.values()), broken
 
 
-def derivations() -> list[Derivation]:
+def discover(paths: Iterable[str | Path] | None = None) -> tuple[list[Derivation], list[Broken]]:
+    """(records, broken) over ``paths`` (default: the configured ``[tool.handgrad] paths``).
+    A name found twice across paths is reported; a broken file never hides the others."""
+    cfg = config.load()
+    paths = [Path(p) for p in paths] if paths is not None else list(cfg.paths)
+    records: dict[str, Derivation] = {}
+    broken = [Broken("pyproject.toml", p) for p in cfg.problems]
+    for path in paths:
+        found, bad = discover_path(path, cfg.root)
+        broken += bad
+        for record in found:
+            if record.name in records:
+                broken.append(Broken(record.origin, f"the name {record.name!r} is also used in "
+                                                     f"{records[record.name].origin}; rename "
+                                                     "one"))
+                continue
+            records[record.name] = record
+    return list(records.values()), broken
+
+
+def derivations(paths: Iterable[str | Path] | None = None) -> list[Derivation]:
     """Every discovered derivation record, in discovery order."""
-    return discover()[0]
+    return discover(paths)[0]
 
 
-def find(name: str) -> Derivation:
-    records = {r.name: r for r in derivations()}
+def find(name: str, paths: Iterable[str | Path] | None = None) -> Derivation:
+    records = {r.name: r for r in derivations(paths)}
     if name not in records:
         close = sorted(n for n in records if name.split("-")[0] in n)[:8]
         raise DerivationError(f"no derivation named {name!r}" +

@@ -143,6 +143,8 @@ class Derivation:
         ``"factor"``, ``"flipped"``, ...; see ``handgrad/diagnose.py``); empty when unsure.
     doc:
         Path of the derivation's Markdown; discovery fills it from the module's name.
+    origin:
+        The file that defines the record; discovery fills it.
     """
 
     name: str
@@ -177,6 +179,7 @@ class Derivation:
     erratum: str = ""
     expect_kind: str = ""
     doc: str = ""
+    origin: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nondiff", frozenset(self.nondiff))

@@ -1,0 +1,143 @@
+"""handgrad's pytest plugin (entry point ``pytest11``, name ``handgrad``).
+
+In any repository with handgrad installed, ``pytest`` collects the records of the configured
+paths (``[tool.handgrad] paths`` in ``pyproject.toml``, or ``--grad-path``) and runs, per record
+file:
+
+- ``NAME[<origin><i>]`` for every sampled case of a right record: every oracle agrees;
+- ``NAME[coverage]`` for every right record: every gradient was exercised (not vacuous);
+- ``NAME[rejected]`` for every record transcribing a known error: rejected, with its
+  ``expect_kind`` when it has one;
+- ``FILE[import]`` when the file does not import, with the error.
+
+Options: ``--grad-seed`` (seed of the case sampler), ``--grad-cases`` (cases per record),
+``--grad-path`` (record folder or file, repeatable). The paths are added to what a plain
+``pytest`` collects; ``pytest some/file.py`` collects only what it names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handgrad import config as handgrad_config
+from handgrad.cases import sample_cases
+from handgrad.check import check, check_case
+from handgrad.discovery import discover_path, python_files
+from handgrad.localise import localise, smallest_failing
+from handgrad.report import Report
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("handgrad")
+    group.addoption("--grad-seed", type=int, default=0, help="seed of handgrad's case sampler")
+    group.addoption("--grad-cases", type=int, default=4, help="cases per handgrad record")
+    group.addoption("--grad-path", action="append", default=None, metavar="PATH",
+                    help="folder or file of handgrad records (default: [tool.handgrad] paths)")
+
+
+def _record_paths(config: pytest.Config) -> list[Path]:
+    given = config.getoption("--grad-path")
+    if given:
+        return [Path(p).resolve() for p in given]
+    return [p.resolve() for p in handgrad_config.load(config.rootpath).paths]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    paths = _record_paths(config)
+    config.stash[_PATHS] = paths
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        return
+    for path in paths:
+        covered = any(path.is_relative_to(Path(a).resolve()) for a in config.args
+                      if Path(a).exists())
+        if path.exists() and not covered:
+            config.args.append(str(path))
+
+
+_PATHS = pytest.StashKey[list]()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    paths = parent.config.stash.get(_PATHS, [])
+    resolved = file_path.resolve()
+    if file_path.suffix == ".py" and any(resolved in [f.resolve() for f in python_files(p)]
+                                         for p in paths if p.exists()):
+        return RecordFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture
+def grad_seed(request: pytest.FixtureRequest) -> int:
+    return request.config.getoption("--grad-seed")
+
+
+@pytest.fixture
+def grad_cases(request: pytest.FixtureRequest) -> int:
+    return request.config.getoption("--grad-cases")
+
+
+class RecordFile(pytest.File):
+    """The records of one Python file."""
+
+    def collect(self):
+        records, broken = discover_path(self.path, self.config.rootpath)
+        for b in broken:
+            yield RecordItem.from_parent(self, name=f"{self.path.name}[import]", broken=b)
+        seed = self.config.getoption("--grad-seed")
+        count = self.config.getoption("--grad-cases")
+        for record in records:
+            if record.expect == "reject":
+                yield RecordItem.from_parent(self, name=f"{record.name}[rejected]",
+                                             record=record, seed=seed, count=count)
+                continue
+            for i, case in enumerate(sample_cases(record, seed, count)):
+                yield RecordItem.from_parent(self, name=f"{record.name}[{case.origin}{i}]",
+                                             record=record, case=case)
+            yield RecordItem.from_parent(self, name=f"{record.name}[coverage]", record=record,
+                                         seed=seed, count=count)
+
+
+class RecordCheckError(Exception):
+    """A record that handgrad found wrong; the message is the report."""
+
+
+class RecordItem(pytest.Item):
+    def __init__(self, *, record=None, case=None, seed=0, count=4, broken=None, **kwargs):
+        super().__init__(**kwargs)
+        self.record, self.case, self.seed, self.count, self.broken = (record, case, seed,
+                                                                       count, broken)
+
+    def runtest(self) -> None:
+        if self.broken is not None:
+            raise RecordCheckError(f"{self.broken.module}: {self.broken.message}")
+        record = self.record
+        if self.case is not None:
+            report = Report(record.name, doc=record.doc, results=check_case(record, self.case))
+            if not report.passed:
+                report.diagnoses = localise(record, report) + smallest_failing(record, report,
+                                                                              check_case)
+                raise RecordCheckError(report.render(only_failures=True))
+        elif record.expect == "reject":
+            report = check(record, seed=self.seed, cases=self.count, shrink=False)
+            if not report.as_expected:
+                raise RecordCheckError(
+                    f"{record.name} transcribes a known error ({record.erratum}); expected a "
+                    f"rejection{f' of kind {record.expect_kind!r}' if record.expect_kind else ''}"
+                    f", got {report.status} {report.kind!r}:\n"
+                    + report.render(only_failures=report.rejected))
+        else:
+            report = check(record, seed=self.seed, cases=self.count,
+                           checks=("contract", "autograd"), shrink=False)
+            vacuous = [r for r in report.results if r.status == "vacuous"]
+            if vacuous:
+                raise RecordCheckError("\n".join(f"{r.tensor}: {r.message}" for r in vacuous))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, RecordCheckError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}::{self.name}"
