@@ -33,7 +33,6 @@ import contextlib
 import copy
 import hashlib
 import inspect
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,24 +40,15 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import torch
 
-from handgrad.record import Derivation, DerivationError
-from handgrad.shapes import Dims, Shape, check_covered, parse_dims, parse_shapes, permutation
+from handgrad.adapt_spec import AdaptedCache, DimSpec, ShapeSpec, build_spec, fail, wrap_kink
+from handgrad.record import Derivation
+from handgrad.shapes import Dims, Shape
 
-ShapeSpec = str | Mapping[str, str | Sequence[str | int]]
-DimSpec = Mapping[str, tuple[int, int] | int | str]
 GradSlot = str | Callable[[Any, str], np.ndarray]
-
-_BUILT = ("forward", "backward", "reference", "inputs", "derive")
-_OUT = "out"
 # The engine may call ``update`` a few times per case (float64 only); remembering the last few
 # backward calls of a self-updating layer is enough to replay the one it asks about.
 _REPLAY_MEMORY = 8
-
-
-def _fail(name: str, message: str) -> DerivationError:
-    return DerivationError(f"derivation {name!r}: {message}")
 
 
 def bernoulli(p: float) -> Callable[[np.random.Generator, tuple[int, ...], Mapping], np.ndarray]:
@@ -71,189 +61,6 @@ def quantized(levels: int) -> Callable[[np.random.Generator, tuple[int, ...], Ma
     """A sampler of values ``k / levels`` for integers ``|k| <= levels``: exact ties and exact
     zeros, where max-pool and relu have kinks."""
     return lambda rng, shape, dims: rng.integers(-levels, levels + 1, size=shape) / levels
-
-
-@dataclass
-class _Spec:
-    """What the three adapters share: parsed shapes and dims, samplers, outputs, layouts."""
-
-    name: str
-    dims: Dims
-    data: dict[str, Shape]
-    params: dict[str, Shape]
-    params_first: bool
-    nondiff: frozenset[str]
-    samplers: dict[str, Callable]
-    outputs: dict[str, Shape] | None
-    layouts: dict[str, tuple[Shape, Shape]] = field(default_factory=dict)
-
-    @property
-    def inputs(self) -> dict[str, Shape]:
-        return {**self.params, **self.data} if self.params_first else {**self.data, **self.params}
-
-    @property
-    def differentiable(self) -> list[str]:
-        return [k for k in self.inputs if k not in self.nondiff]
-
-    @property
-    def multi(self) -> bool:
-        return self.outputs is not None and len(self.outputs) > 1
-
-    def pack(self, outs: Sequence[Any]) -> tuple[Any, tuple[tuple[int, ...], ...] | None]:
-        """The engine's one output: the output itself, or the flattened outputs joined."""
-        if not self.multi:
-            return outs[0], None
-        return np.concatenate([np.ravel(o) for o in outs]), tuple(np.shape(o) for o in outs)
-
-    def unpack(self, dout: np.ndarray, shapes: tuple[tuple[int, ...], ...] | None) -> list:
-        """One upstream gradient per output: views into ``dout``, so that a backward writing
-        into them is seen writing into its upstream gradient."""
-        if shapes is None:
-            return [dout]
-        ends = np.cumsum([math.prod(s) for s in shapes])[:-1]
-        return [part.reshape(s) for part, s in zip(np.split(dout, ends), shapes)]
-
-    def outputs_of(self, result: Any, who: str) -> list:
-        count = len(self.outputs) if self.multi else 1
-        if count == 1:
-            return [result]
-        if isinstance(result, tuple | list) and len(result) == count:
-            return list(result)
-        raise TypeError(f"{who} of {self.name!r} must return the {count} outputs "
-                        f"{', '.join(self.outputs)}; got {type(result).__name__}")
-
-    def keyed(self, grads: Any, order: Sequence[str], who: str) -> dict[str, Any]:
-        """The gradients keyed by input name, from a dict, a tuple in input order or one array."""
-        if isinstance(grads, Mapping):
-            return dict(grads)
-        if isinstance(grads, tuple | list):
-            if len(grads) != len(order):
-                raise TypeError(f"{who} of {self.name!r} returned {len(grads)} gradients for "
-                                f"the {len(order)} differentiable inputs ({', '.join(order)}); "
-                                "return them in that order, or declare the others in nondiff")
-            return dict(zip(order, grads))
-        if len(order) != 1:
-            raise TypeError(f"{who} of {self.name!r} returned one {type(grads).__name__} for "
-                            f"the {len(order)} differentiable inputs ({', '.join(order)}); "
-                            "return a tuple in that order")
-        return {order[0]: grads}
-
-    def reference(self, reference: Callable[..., Any]) -> Callable[..., Any]:
-        """The user's reference, moved into and out of its own layout and its outputs joined."""
-        names = list(self.outputs) if self.outputs else [_OUT]
-
-        def wrapped(**tensors):
-            moved = {k: (t.permute(permutation(*self.layouts[k], derivation=self.name, name=k))
-                         if k in self.layouts else t) for k, t in tensors.items()}
-            result = reference(**moved)
-            outs = list(result) if self.multi else [result]
-            if len(outs) != len(names):
-                raise DerivationError(f"derivation {self.name!r}: the reference returned "
-                                      f"{len(outs)} outputs for {names}")
-            outs = [o.permute(permutation(*self.layouts[n][::-1], derivation=self.name, name=n))
-                    if n in self.layouts else o for n, o in zip(names, outs)]
-            return torch.cat([o.reshape(-1) for o in outs]) if self.multi else outs[0]
-
-        return wrapped
-
-    def record(self, forward: Callable, backward: Callable, reference: Callable,
-               fields: dict[str, Any]) -> Derivation:
-        if self.outputs is not None and not self.multi:
-            fields.setdefault("output", next(iter(self.outputs.values())))
-        return Derivation(name=self.name, forward=forward, backward=backward,
-                          reference=self.reference(reference), inputs=self.inputs,
-                          dims=self.dims.ranges,
-                          derive=self.dims.derive if self.dims.derived else None,
-                          nondiff=self.nondiff, samplers=self.samplers, **fields)
-
-
-def _spec(name: str, shapes: ShapeSpec, dims: DimSpec, fields: dict[str, Any], *,
-          params: ShapeSpec | None = None, params_first: bool = False,
-          labels: Mapping[str, str | int] | None = None,
-          fan_in: Mapping[str, str | int] | None = None,
-          outputs: ShapeSpec | None = None,
-          reference_shapes: ShapeSpec | None = None) -> _Spec:
-    """Parse everything an adapter was given; ``fields`` keeps only what goes to the record."""
-    if not isinstance(name, str) or not name:
-        raise DerivationError("an adapted derivation needs a name (a non-empty string)")
-    built = sorted(set(fields) & set(_BUILT))
-    if built:
-        raise _fail(name, f"{built} are built by the adapter from shapes, dims and the wrapped "
-                    "functions; remove them")
-    if fields.get("intermediates"):
-        raise _fail(name, "adapters check the gradients of inputs only (course code returns "
-                    "no intermediate gradients); drop intermediates, or write a record by hand")
-    parsed = parse_dims(dims, derivation=name)
-    data = parse_shapes(shapes, derivation=name)
-    par = parse_shapes(params, derivation=name, what="params") if params else {}
-    clash = sorted(set(data) & set(par))
-    if clash:
-        raise _fail(name, f"{clash} appear in both shapes and params; name each input once")
-    outs = parse_shapes(outputs, derivation=name, what="outputs") if outputs else None
-    for what, group in (("shapes", data), ("params", par), ("outputs", outs or {})):
-        check_covered(group, parsed, what)
-    samplers: dict[str, Callable] = {}
-    nondiff = set(fields.pop("nondiff", ()))
-    for key, high in (labels or {}).items():
-        if key not in data:
-            raise _fail(name, f"labels names {key!r}, which is not in shapes; add its shape, "
-                        f"e.g. '{key}: N'")
-        bound = parsed.expression(high, f"labels[{key!r}]")
-        samplers[key] = _integers(bound.evaluate)
-        nondiff.add(key)
-    for key, fan in (fan_in or {}).items():
-        if key not in data and key not in par:
-            raise _fail(name, f"fan_in names {key!r}, which is not an input")
-        samplers[key] = _scaled(parsed.expression(fan, f"fan_in[{key!r}]").evaluate)
-    given = dict(fields.pop("samplers", {}))
-    twice = sorted(set(given) & set(samplers))
-    if twice:
-        raise _fail(name, f"{twice} get a sampler from samplers= and from labels/fan_in; "
-                    "keep one")
-    spec = _Spec(name, parsed, data, par, params_first, frozenset(nondiff),
-                 {**samplers, **given}, outs)
-    if reference_shapes:
-        for key, target in parse_shapes(reference_shapes, derivation=name,
-                                        what="reference_shapes").items():
-            if key in spec.inputs:
-                source = spec.inputs[key]
-            elif outs is not None and key in outs:
-                source = outs[key]
-            else:
-                raise _fail(name, f"reference_shapes names {key!r}, which is neither an input "
-                            "nor a declared output; declare the output's own layout with "
-                            f"outputs='{key}: ...'")
-            permutation(source, target, derivation=name, name=key)
-            spec.layouts[key] = (source, target)
-    return spec
-
-
-def _integers(high: Callable[[Mapping[str, int]], int]) -> Callable:
-    return lambda rng, shape, dims: rng.integers(0, high(dims), size=shape)
-
-
-def _scaled(fan: Callable[[Mapping[str, int]], int]) -> Callable:
-    """Uniform on +-1/sqrt(fan_in): pre-activations stay O(1) at any width (no saturation)."""
-    return lambda rng, shape, dims: rng.uniform(-1.0, 1.0, size=shape) / np.sqrt(fan(dims))
-
-
-def _kink(fields: dict[str, Any], view: Callable[[Any], Any]) -> None:
-    """``kink_distance`` reads what the user knows (their cache, layer or inputs), not ours."""
-    user = fields.get("kink_distance")
-    if user is not None:
-        fields["kink_distance"] = lambda cache: user(view(cache))
-
-
-@dataclass
-class AdaptedCache:
-    """The cache the engine sees: the wrapped code's own cache and the output shapes."""
-
-    user: Any
-    out_shapes: tuple[tuple[int, ...], ...] | None
-
-    def _handgrad_state(self) -> Any:
-        """What backward must leave unchanged: the wrapped code's whole cache."""
-        return self.user
 
 
 def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any], *,
@@ -273,8 +80,8 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
     wrapped code's cache.
     """
     kwargs = dict(kwargs or {})
-    spec = _spec(name, shapes, dims, fields, labels=labels, fan_in=fan_in, outputs=outputs,
-                 reference_shapes=reference_shapes)
+    spec = build_spec(name, shapes, dims, fields, labels=labels, fan_in=fan_in, outputs=outputs,
+                      reference_shapes=reference_shapes)
     order = spec.differentiable
     count = len(spec.outputs) if spec.multi else 1
 
@@ -297,7 +104,7 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
         grads = backward(*spec.unpack(dout, cache.out_shapes), cache.user)
         return spec.keyed(grads, order, "backward")
 
-    _kink(fields, lambda cache: cache.user)
+    wrap_kink(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
 
 
@@ -317,9 +124,9 @@ class _Slot:
             return cls(f"<{what} callable>", spec)
         match = cls.PATTERN.match(spec) if isinstance(spec, str) else None
         if not match or "{name}" not in spec:
-            raise _fail(derivation, f"{what}={spec!r}: write where each tensor lives with "
-                        "{name} for its name, e.g. 'd{name}' (layer.dW), 'grads[{name}]' "
-                        "(layer.grads['W']), or pass a callable (layer, name) -> array")
+            raise fail(derivation, f"{what}={spec!r}: write where each tensor lives with "
+                       "{name} for its name, e.g. 'd{name}' (layer.dW), 'grads[{name}]' "
+                       "(layer.grads['W']), or pass a callable (layer, name) -> array")
         return cls(spec)
 
     def _where(self, name: str) -> tuple[str, str | None]:
@@ -403,9 +210,9 @@ def _make_arguments(name: str, make_layer: Callable, dims: Dims, shapes: Mapping
         if p.name in recoverable:
             wanted.append(p.name)
         elif p.default is p.empty:
-            raise _fail(name, f"make_layer needs {p.name!r}, which is not a dimension the "
-                        "input shapes (or a fixed size) determine; wrap it, e.g. "
-                        "make_layer=lambda D, M: Linear(D, M)")
+            raise fail(name, f"make_layer needs {p.name!r}, which is not a dimension the "
+                       "input shapes (or a fixed size) determine; wrap it, e.g. "
+                       "make_layer=lambda D, M: Linear(D, M)")
     return wanted
 
 
@@ -427,11 +234,11 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
     attributes backward may legitimately change (needed with a callable ``grads``).
     ``kink_distance`` receives the layer.
     """
-    spec = _spec(name, shapes, dims, fields, params=params, labels=labels, fan_in=fan_in,
-                 outputs=outputs, reference_shapes=reference_shapes)
+    spec = build_spec(name, shapes, dims, fields, params=params, labels=labels, fan_in=fan_in,
+                      outputs=outputs, reference_shapes=reference_shapes)
     grad_slot = _Slot.parse(grads, derivation=name, what="grads")
     if not isinstance(param_slot, str):
-        raise _fail(name, "param_slot must be a string such as '{name}' or 'params[{name}]'")
+        raise fail(name, "param_slot must be a string such as '{name}' or 'params[{name}]'")
     put = _Slot.parse(param_slot, derivation=name, what="param_slot")
     wanted = _make_arguments(name, make_layer, spec.dims, spec.inputs)
     order = [k for k in spec.data if k not in spec.nondiff]
@@ -480,9 +287,9 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         call = replay.calls.get(replay.key({p: params[p] for p in trained},
                                            {p: grads[p] for p in trained}))
         if call is None:
-            raise _fail(name, "update was given parameters and gradients that no checked "
-                        "backward of this layer produced; the layer's own step can only be "
-                        "replayed on data it has seen")
+            raise fail(name, "update was given parameters and gradients that no checked "
+                       "backward of this layer produced; the layer's own step can only be "
+                       "replayed on data it has seen")
         inputs, douts = call
         fresh = {k: v.copy() for k, v in inputs.items()}
         obj = build(fresh, rate)
@@ -492,10 +299,10 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
 
     if lr is not None:
         if grad_slot.read is not None and not writes:
-            raise _fail(name, "with a callable grads, name the attributes backward writes in "
-                        "writes=(...)")
+            raise fail(name, "with a callable grads, name the attributes backward writes in "
+                       "writes=(...)")
         fields.setdefault("update", update)
-    _kink(fields, lambda cache: cache.user)
+    wrap_kink(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
 
 
@@ -542,11 +349,11 @@ def loss(name: str, fn: Callable[..., tuple], *, shapes: ShapeSpec, dims: DimSpe
     ``kink_distance`` receives the inputs by name.
     """
     kwargs = dict(kwargs or {})
-    spec = _spec(name, shapes, dims, fields, params=params, params_first=True, labels=labels,
-                 fan_in=fan_in, reference_shapes=reference_shapes)
+    spec = build_spec(name, shapes, dims, fields, params=params, params_first=True, labels=labels,
+                      fan_in=fan_in, reference_shapes=reference_shapes)
     if globals_of is not None and not spec.params:
-        raise _fail(name, "globals_of needs params: name the module globals the loss reads, "
-                    "e.g. params='W: D C, b: C'")
+        raise fail(name, "globals_of needs params: name the module globals the loss reads, "
+                   "e.g. params='W: D C, b: C'")
     order = spec.differentiable
     fields.setdefault("output", ())
 
@@ -571,5 +378,5 @@ def loss(name: str, fn: Callable[..., tuple], *, shapes: ShapeSpec, dims: DimSpe
     def adapted_backward(dout, cache: LossCache):
         return {k: dout * g for k, g in cache.user.items()}
 
-    _kink(fields, lambda cache: cache.inputs)
+    wrap_kink(fields, lambda cache: cache.inputs)
     return spec.record(adapted_forward, adapted_backward, reference, fields)

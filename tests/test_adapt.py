@@ -207,6 +207,26 @@ def test_layout_stated_once_lets_an_nchw_reference_check_nhwc_code():
                                 **LAYOUT)).passed
 
 
+def test_the_reference_gets_contiguous_tensors_in_its_own_layout():
+    """torch's slow_conv2d backward rejects a strided weight, so permuted inputs are made
+    contiguous (inside the graph: gradients still reach the engine's leaves)."""
+    seen = {}
+
+    def reference(x, w):
+        seen.update(x=(tuple(x.shape), x.is_contiguous()), w=(tuple(w.shape), w.is_contiguous()))
+        return nchw_reference(x, w)
+
+    rec = adapt.pair("nhwc-contiguous", nhwc_forward, nhwc_backward,
+                     **{**LAYOUT, "reference": reference})
+    x = torch.zeros((1, 2, 4, 3), dtype=torch.float64, requires_grad=True)
+    w = torch.ones((3, 5), dtype=torch.float64, requires_grad=True)
+    out = rec.reference(x=x, w=w)
+    assert seen == {"x": ((1, 3, 2, 4), True), "w": ((5, 3), True)}
+    assert tuple(out.shape) == (1, 2, 4, 5)
+    out.sum().backward()
+    assert x.grad is not None and w.grad is not None
+
+
 def test_layout_errors_name_the_input_and_the_fix():
     with pytest.raises(DerivationError, match=r"'nhwc-bad'.*reference_shapes\['x'\].*same "
                                               r"dimensions"):

@@ -4,10 +4,12 @@ issue 8 saw failing the Taylor test pass it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 import handgrad
-from tests.corpus import BY_NAME, RIGHT, WRONG, reproduce_command
+from tests.corpus import BY_NAME, RIGHT, WRONG, conv, reproduce_command
 
 # The default run: one seed (--grad-seed) and two cases, the minimal one and one of distinct
 # dimensions; the slow sweep below draws ten seeds of four cases.
@@ -49,6 +51,24 @@ def test_corpus_is_out_of_handgrad_check():
     discovered = {r.name for r in handgrad.derivations()}
     assert not discovered & set(names), "corpus records must not be discovered"
     assert all(r.expect_kind and r.erratum for r in WRONG)
+
+
+@pytest.mark.parametrize(("size", "stride"), [(2, 2), (3, 1)])
+def test_naive_max_pool_breaks_ties_as_torch_does(size, stride):
+    """On quantized input, windows hold equal maxima; the naive backward sends the gradient to
+    the first of them in row-major order, bit for bit where torch's max_pool2d sends it."""
+    rng = np.random.default_rng(size)
+    x = rng.integers(-2, 3, size=(2, 3, 7, 7)) / 2.0
+    param = {"pool_height": size, "pool_width": size, "stride": stride}
+    out, cache = conv.max_pool_forward_naive(x, param)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(2, 3))
+    windows = windows[:, :, ::stride, ::stride]
+    ties = ((windows == out[..., None, None]).sum(axis=(-1, -2)) > 1).sum()
+    assert ties > 10, "the quantized input must hold windows with equal maxima"
+    dout = rng.standard_normal(out.shape)
+    leaf = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.max_pool2d(leaf, size, stride).backward(torch.from_numpy(dout))
+    np.testing.assert_array_equal(conv.max_pool_backward_naive(dout, cache), leaf.grad.numpy())
 
 
 # Correct layers with kinks, on seeds where the Taylor test of the engine before issue 8's fix

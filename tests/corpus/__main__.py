@@ -8,12 +8,16 @@ import time
 
 from handgrad.check import check
 from handgrad.cli import build_parser, render, select
-from tests.corpus import RIGHT, WRONG
+from tests.corpus import BY_NAME, RIGHT, WRONG
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    chosen, unknown = select(RIGHT + WRONG, args.names)
+    # An exact name means that record alone (relu-class, not also relu-class-writes-dout).
+    exact = [BY_NAME[n] for n in args.names if n in BY_NAME]
+    prefixes = [n for n in args.names if n not in BY_NAME]
+    chosen, unknown = select(RIGHT + WRONG, prefixes) if prefixes or not exact else ([], [])
+    chosen = exact + [r for r in chosen if r not in exact]
     if args.list or unknown:
         for n in unknown:
             print(f"error: no corpus record matches {n!r}", file=sys.stderr)
