@@ -1,0 +1,26 @@
+"""A corpus of small functions in the styles course code really uses, each with a right version
+and wrong versions carrying real mistakes, wrapped by :mod:`handgrad.adapt`.
+
+Styles (one module each): ``(out, cache)`` pairs (:mod:`.activations`, :mod:`.dense`,
+:mod:`.conv`, :mod:`.recurrent`), loss-and-gradient functions (:mod:`.losses`, with
+:mod:`.logistic_globals` keeping its parameters as module globals) and class layers
+(:mod:`.classes`). The references are in :mod:`.reference`, in PyTorch.
+
+The records live under ``tests/``, not ``derivations/``: ``handgrad check`` never lists them.
+Check one with ``python -m tests.corpus NAME [--dims ... --data-seed ...]``.
+"""
+
+from __future__ import annotations
+
+from tests.corpus import activations, classes, conv, dense, losses, recurrent
+
+STYLES = {"pair": (activations, dense, conv, recurrent), "loss": (losses,),
+          "layer": (classes,)}
+RIGHT = [r for modules in STYLES.values() for m in modules for r in m.RIGHT]
+WRONG = [r for modules in STYLES.values() for m in modules for r in m.WRONG]
+BY_NAME = {r.name: r for r in RIGHT + WRONG}
+
+
+def reproduce_command(name: str, case: str, data_seed: int) -> str:
+    """The command that re-checks one case of a corpus record, from the repository root."""
+    return f"python -m tests.corpus {name} --dims {case} --data-seed {data_seed}"
