@@ -195,11 +195,6 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndar
     if not np.all(np.isfinite(out)):
         run.add("(output)", "non-finite", "forward returned NaN or inf; check logs and "
                 "divisions for the sampled inputs", True)
-    if record.update is not None and out.shape != ():
-        run.add("(output)", "non-scalar-loss", f"the record has an update rule, so forward must "
-                f"return a scalar loss, but it returned shape {out.shape}; sum the loss, or drop "
-                "update for a layer with a tensor output", True)
-        return run
     if not isinstance(grads, Mapping):
         run.add("(backward)", "not-a-dict", f"backward returned {type(grads).__name__}; return a "
                 f"dict keyed by input name, e.g. {{{', '.join(repr(k) for k in record.grad_keys)}:"

@@ -24,6 +24,17 @@ def named_factors(dims: Mapping[str, int]) -> list[tuple[float, str]]:
     return out
 
 
+# A wrong gradient with at most this share of its entries wrong, not gathered in slices, is
+# told as scattered entries.
+SPARSE = 0.25
+
+
+def _where(bad: np.ndarray, shown: int = 6) -> str:
+    flat = np.flatnonzero(bad)
+    out = ", ".join(str([int(j) for j in np.unravel_index(i, bad.shape)]) for i in flat[:shown])
+    return out + (", ..." if flat.size > shown else "")
+
+
 def _without_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
@@ -74,9 +85,7 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
         return shape_kind
     slices, coverage = _slices(bad, axes)
     if bad.sum() <= 3 < bad.size and coverage < 0.5:
-        where = ", ".join(str([int(j) for j in np.unravel_index(i, bad.shape)])
-                          for i in np.flatnonzero(bad))
-        return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong: {where}"
+        return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong: {_where(bad)}"
     extra, lost = bad & (r == 0) & (h != 0), bad & (h == 0) & (r != 0)
     if extra.any() and lost.any() and np.array_equal(bad, extra | lost):
         return ("mask", f"the zero pattern differs, values agree elsewhere: non-zero at "
@@ -94,6 +103,9 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     if clipped and bad.sum() < bad.size and np.array_equal(bad, np.abs(r) >= t):
         return ("threshold", f"wrong exactly at the {int(bad.sum())} entries with |reference| >= "
                 f"{t:.3g}, right below it: clipped or thresholded inside backward?")
+    if bad.mean() <= SPARSE and coverage < 0.5:
+        return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong, scattered: " \
+                          f"{_where(bad)} (an index mix-up, an overwrite where a sum is due?)"
     if slices:
         return "slices", slices
     return "values", f"{int(bad.sum())} of {bad.size} entries wrong, with no simple pattern " \

@@ -86,11 +86,16 @@ def test_forward_that_mutates_its_inputs_is_named_and_the_callers_arrays_survive
                                                     "caller's array"
 
 
-def test_non_scalar_loss_with_an_update_rule_is_named():
-    record = dataclasses.replace(LINEAR, name="linear-update", update=lambda p, g, lr: p)
-    report = handgrad.check(record, cases=1, shrink=False)
-    assert [r.kind for r in report.failures] == ["non-scalar-loss"] * len(report.failures)
-    assert "must return a scalar loss" in report.failures[0].message
+def test_an_update_rule_on_a_layer_is_checked_on_sum_dout_out():
+    """A layer with a tensor output and an update rule: the step is SGD on sum(dout * out)."""
+    right = dataclasses.replace(LINEAR, name="linear-update",
+                                update=lambda p, g, lr: {k: p[k] - lr * g[k] for k in p})
+    report = handgrad.check(right, cases=2)
+    assert report.passed and any(r.check == "descent" for r in report.results)
+    climbs = dataclasses.replace(right, name="linear-update-climbs",
+                                 update=lambda p, g, lr: {k: p[k] + lr * g[k] for k in p})
+    kinds = {r.kind for r in handgrad.check(climbs, cases=2, shrink=False).failures}
+    assert kinds == {"sign", "ascent"}
 
 
 def test_broken_sampler_and_reference_are_results_not_crashes():

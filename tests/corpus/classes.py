@@ -207,5 +207,6 @@ WRONG = [
                 "with k equal maxima passes on k times dout", expect_kind="subgradient"),
     adapt.layer("sgd-linear-class-ascent", SGDLinearAscent, **LINEAR, lr="lr",
                 expect="reject", erratum="W += lr * dW: the step climbs the loss (invisible at "
-                "learning rate 0)", expect_kind="ascent"),
+                "learning rate 0; the step is the SGD step with its sign flipped)",
+                expect_kind="sign"),
 ]
