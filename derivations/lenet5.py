@@ -1,11 +1,14 @@
 """LeNet-5 end to end, section 3 of the source, corrected and completed: see ``lenet5.md``.
 
 X0 (N, C0, H0, W0) -> C1 (L1, L2) -> S2 (L3, L4) -> C3 with table T2 -> S4 -> C5 (a convolution
-whose kernel covers the whole S4 map) -> F6 (L5) -> scores S (L6) -> summed cross-entropy (L7).
+whose kernel covers the whole S4 map) -> F6 (L5) -> scores Z (L6) -> summed cross-entropy (L7).
 f is the activation of every layer (the source's f_l and g_l); pooling windows are p x p.
+Everything up to F6 (``trunk``, ``trunk_backward``) is shared with the paper's RBF output
+(``lenet5_rbf.py``).
 
 Also the errata: the source's formulas as written, each an ``expect="reject"`` record that swaps
-one stage of the correct backward (``lenet5_layers.py``) for it.
+one stage of the correct backward (``lenet5_layers.py``) for it, and the source's pooling
+formulas as written at p = 2, where they are right.
 """
 
 from __future__ import annotations
@@ -33,19 +36,20 @@ from derivations.lenet5_layers import (
     activation_slope,
     conv,
     conv_backward,
+    conv_forward,
     conv_record_backward,
     make_conv,
-    make_pool,
     pool,
     pool_backward,
-    pool_record_backward,
 )
 from handgrad import Derivation
 from reference import lenet5 as ref
 
 
 @dataclass
-class Net:
+class Trunk:
+    """Everything from the input to F6's output."""
+
     c1: Conv
     s2: Pool
     c3: Conv
@@ -55,10 +59,16 @@ class Net:
     W4: np.ndarray    # (F, D3)
     Yt4: np.ndarray   # (N, F)
     Y4: np.ndarray    # (N, F)
+    f: str
+
+
+@dataclass
+class Net(Trunk):
+    """The trunk with the softmax output layer."""
+
     W5: np.ndarray    # (K, F)
     P: np.ndarray     # (N, K) softmax of the scores
     y: np.ndarray     # (N,) labels
-    f: str
 
 
 def full_table(W: np.ndarray) -> np.ndarray:
@@ -66,14 +76,14 @@ def full_table(W: np.ndarray) -> np.ndarray:
     return np.ones(W.shape[1::-1], dtype=np.int64)
 
 
-def softmax(S: np.ndarray) -> np.ndarray:
-    """Row softmax of S (N, K); the shift by the real row maximum keeps it holomorphic."""
-    e = np.exp(S - S.real.max(axis=1, keepdims=True))
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """Row softmax of Z (N, K); the shift by the real row maximum keeps it holomorphic."""
+    e = np.exp(Z - Z.real.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def forward(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *, f: str, p: int):
-    """Summed cross-entropy of the batch (0-d), and the cache."""
+def trunk(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, *, f: str, p: int) -> Trunk:
+    """C1 to F6 on X0 (N, C0, H0, W0): the cache, with F6's output Y4 (N, F)."""
     c1 = conv(chnw(X0), W1, b1, full_table(W1), f)         # (L1) (L2)
     s2 = pool(c1.Y, w1, a1, p, f)                          # (L3) (L4)
     c3 = conv(s2.X, W2, b2, T2, f)                         # (L1) (L2)
@@ -82,10 +92,16 @@ def forward(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *
     Y3 = c5.Y.reshape(len(W3), -1).T
     Yt4 = Y3 @ W4.T + b4                                   # (L5)
     Y4 = ACTIVATIONS[f][0](Yt4)                            # (L5)
-    S = Y4 @ W5.T + b5                                     # (L6)
-    P = softmax(S)
+    return Trunk(c1, s2, c3, s4, c5, Y3, W4, Yt4, Y4, f)
+
+
+def forward(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *, f: str, p: int):
+    """Summed cross-entropy of the batch (0-d), and the cache."""
+    t = trunk(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, f=f, p=p)
+    Z = t.Y4 @ W5.T + b5                                   # (L6)
+    P = softmax(Z)
     loss = -np.log(P[np.arange(len(y)), y]).sum()          # (L7)
-    return loss, Net(c1, s2, c3, s4, c5, Y3, W4, Yt4, Y4, W5, P, y, f)
+    return loss, Net(**vars(t), W5=W5, P=P, y=y)
 
 
 def slope_at_Yt(c: Conv, following: Pool) -> np.ndarray:
@@ -97,16 +113,21 @@ def backward(dout, c: Net, *, slope: Callable[[Conv, Pool], np.ndarray] = slope_
     """Every gradient of the record; ``slope`` gives f' of the conv layers followed by a pool."""
     onehot = np.zeros_like(c.P)
     onehot[np.arange(len(c.y)), c.y] = 1.0
-    dS = dout * (c.P - onehot)                                   # (L8)
-    dW5 = dS.T @ c.Y4                                            # (L9)
-    db5 = dS.sum(axis=0)                                         # (L10)
-    dY4 = dS @ c.W5                                              # (L11)
+    dZ = dout * (c.P - onehot)                                   # (L8)
+    dW5 = dZ.T @ c.Y4                                            # (L9)
+    db5 = dZ.sum(axis=0)                                         # (L10)
+    dY4 = dZ @ c.W5                                              # (L11)
+    return {"Z": dZ, "W5": dW5, "b5": db5, "Y4": dY4, **trunk_backward(dY4, c, slope=slope)}
+
+
+def trunk_backward(dY4, c: Trunk, *, slope: Callable[[Conv, Pool], np.ndarray] = slope_at_Yt):
+    """F6 down to the input, given dL/dY4 (N, F): every trunk gradient but Y4's."""
     dYt4 = dY4 * ACTIVATIONS[c.f][1](c.Yt4, c.Y4)                # (L12)
     dW4 = dYt4.T @ c.Y3                                          # (L13)
     db4 = dYt4.sum(axis=0)                                       # (L14)
     dY3 = (dYt4 @ c.W4).T.reshape(c.c5.Y.shape)                  # (L15)
     g5 = conv_backward(dY3, c.c5, activation_slope(c.c5))        # (L16)-(L19)
-    grads = {"S": dS, "W5": dW5, "b5": db5, "Y4": dY4, "Yt4": dYt4, "W4": dW4, "b4": db4,
+    grads = {"Yt4": dYt4, "W4": dW4, "b4": db4,
              "Y3": nchw(dY3), "Yt3": nchw(g5["Yt"]), "W3": g5["W"], "b3": g5["b"]}
     dX = g5["X"]
     for l, cl, sl in ((2, c.c3, c.s4), (1, c.c1, c.s2)):
@@ -123,7 +144,7 @@ def labels(rng: np.random.Generator, shape, dims) -> np.ndarray:
     return rng.integers(0, dims["K"], size=shape)
 
 
-def min_abs_preactivation(c: Net) -> float:
+def min_abs_preactivation(c: Trunk) -> float:
     """Distance to relu's kink: the smallest |pre-activation| of any layer."""
     pre = (c.c1.Yt, c.s2.Xt, c.c3.Yt, c.s4.Xt, c.c5.Yt, c.Yt4)
     return float(min(np.abs(a).min() for a in pre))
@@ -152,19 +173,20 @@ LAYERS = {"C1": ("W1", "b1"), "S2": ("w1", "a1"), "C3": ("W2", "b2"), "S4": ("w2
 """The trainable inputs of each layer, by the paper's layer names."""
 PAPER = {"N": 2, "C0": 1, "D1": 6, "D2": 16, "D3": 120, "F": 84, "K": 10, "k1h": 5, "k1w": 5,
          "k2h": 5, "k2w": 5, "h4": 5, "w4": 5}
-TAGS = {"S": "L8", "W5": "L9", "b5": "L10", "Y4": "L11", "Yt4": "L12", "W4": "L13", "b4": "L14",
-        "Y3": "L15", "X0": "L19",
-        **{k: tag for l in (1, 2, 3) for k, tag in
-           ((f"Yt{l}", "L16"), (f"W{l}", "L17"), (f"b{l}", "L18"))},
-        **{k: tag for l in (1, 2) for k, tag in
-           ((f"X{l}", "L19"), (f"Xt{l}", "L20"), (f"w{l}", "L21"), (f"a{l}", "L22"),
-            (f"Y{l}", "L23"))}}
+TRUNK_TAGS = {"Yt4": "L12", "W4": "L13", "b4": "L14", "Y3": "L15", "X0": "L19",
+              **{k: tag for l in (1, 2, 3) for k, tag in
+                 ((f"Yt{l}", "L16"), (f"W{l}", "L17"), (f"b{l}", "L18"))},
+              **{k: tag for l in (1, 2) for k, tag in
+                 ((f"X{l}", "L19"), (f"Xt{l}", "L20"), (f"w{l}", "L21"), (f"a{l}", "L22"),
+                  (f"Y{l}", "L23"))}}
+TAGS = {"Z": "L8", "W5": "L9", "b5": "L10", "Y4": "L11", **TRUNK_TAGS}
+TRUNK_INTERMEDIATES = ("Yt4", "Y3", "Yt3", "X2", "Xt2", "Y2", "Yt2", "X1", "Xt1", "Y1", "Yt1")
 
 
 GAIN = {"sigmoid": 4.0}
 """Weight scale per activation: sigmoid's slope is at most 1/4, so without a gain of 4 (Glorot and
 Bengio, 2010) the gradient at the input shrinks by ~4 per layer, to where the finite-difference
-round-off (eps |S| / h ~ 1e-11) drowns it."""
+round-off (eps |L| / h ~ 1e-11) drowns it."""
 
 
 def make(f: str, name: str = "", **changes) -> Derivation:
@@ -184,8 +206,7 @@ def make(f: str, name: str = "", **changes) -> Derivation:
                  "k2w": (1, 3), "h4": (1, 2), "w4": (1, 2)},
         "derive": derive(p),
         "nondiff": {"T2", "y"},
-        "intermediates": ("S", "Y4", "Yt4", "Y3", "Yt3", "X2", "Xt2", "Y2", "Yt2", "X1", "Xt1",
-                          "Y1", "Yt1"),
+        "intermediates": ("Z", "Y4", *TRUNK_INTERMEDIATES),
         "tags": TAGS,
         "samplers": {**weights, **coefficients, "T2": table_or_paper, "y": labels},
         "kink_distance": min_abs_preactivation if f == "relu" else None,
@@ -212,20 +233,18 @@ def sum_over_p_as_written(c: Conv) -> np.ndarray:
     return R
 
 
-def weight_grad_true_convolution(dYt, cols, shape) -> np.ndarray:
-    """dW = dYt (x) X with (x) read as a true (flipped) convolution: rot180 of the gradient."""
-    return rot180(weight_grad(dYt, cols, shape))
+def true_convolution_forward(X, W, b, T, *, f: str):
+    """The convolution layer with (x) read as a true convolution: W * X = rot180(W) correlated
+    with X. The cache holds the correlation kernels rot180(W)."""
+    return conv_forward(X, rot180(W), b, T, f=f)
 
 
-def halved_index(n: int, p: int) -> np.ndarray:
-    """The source's window index [(i+1)/2] (1-based, floor), 0-based: i // 2 whatever p."""
-    i = np.arange(n)
-    return np.where(i // 2 < n // p, i // 2, -1)
-
-
-def quarter(p: int) -> float:
-    """The source's factor 1/4 for d mean / d element, whatever p."""
-    return 0.25
+def weight_grad_as_written_true_convolution(dYt, cols, shape) -> np.ndarray:
+    """The source's dW = dL/dY~ (x) X with (x) a true valid convolution: rot180(dL/dY~)
+    correlated with X. In 1-D with x (3,) and g = dL/dY~ (2,): (g0 x1 + g1 x0, g0 x2 + g1 x1).
+    The gradient of the true-convolution forward is rot180(g correlated with X):
+    (g0 x1 + g1 x2, g0 x0 + g1 x1)."""
+    return weight_grad(dYt[:, ::-1, :, ::-1], cols, shape)
 
 
 def slope_at_Xt_as_written(c: Conv, following: Pool) -> np.ndarray:
@@ -235,6 +254,11 @@ def slope_at_Xt_as_written(c: Conv, following: Pool) -> np.ndarray:
     return ACTIVATIONS[c.f][1](Xt, ACTIVATIONS[c.f][0](Xt))
 
 
+def dense_table(rng: np.random.Generator, shape, dims) -> np.ndarray:
+    """Every input map feeds every output map: every kernel's gradient is exercised."""
+    return np.ones(shape, dtype=np.int64)
+
+
 ERRATA_CONV_DIMS = {"N": (2, 2), "C": (2, 3), "D": (4, 5), "kh": (2, 3), "kw": (2, 3),
                     "Ho": (2, 3), "Wo": (2, 3)}
 
@@ -242,28 +266,28 @@ RECORDS = [
     *(make(f) for f in ACTIVATIONS),
     make("scaled-tanh", "lenet5-err-fprime-at-Xt", cases=(), bench=(),
          backward=partial(backward, slope=slope_at_Xt_as_written), expect="reject",
+         expect_kind="values",
          erratum="source 3.4 step 3: dL/dX~^(l) = dL/dY^(l) . f'(X~^(l)): the activation's "
                  "derivative is taken at the pooled pre-activation X~ (repeated over each "
                  "window to fit); it belongs at the conv pre-activation Y~^(l)"),
     make_conv("scaled-tanh", "conv-table-err-dx-sum-over-p", dims=ERRATA_CONV_DIMS, bench=(),
               backward=partial(conv_record_backward, kernels=sum_over_p_as_written),
-              expect="reject",
+              expect="reject", expect_kind="values",
               erratum="source 3.4 step 3: dL/dX^(l-1,d) = sum_{p: T_pd=1} rot180(W^(l,p,d)) "
                       "*~ dL/dX~^(l,d) sums over input maps p for a fixed d; input map p must "
                       "sum over the output maps d it feeds"),
+    # Read as a true convolution, (x) makes the forward W * X; the source's input gradient
+    # rot180(W) *~ dL/dY~ is then right (it is what ``input_kernels`` computes from the rotated
+    # cache), and only its dW is wrong. Read as the correlation, every formula of 3.4 step 3 is
+    # right up to the errata above: nothing to transcribe.
     make_conv("scaled-tanh", "conv-table-err-dw-true-convolution", dims=ERRATA_CONV_DIMS,
-              bench=(), backward=partial(conv_record_backward, wgrad=weight_grad_true_convolution),
-              expect="reject", expect_kind="flipped",
-              erratum="source 3.4 step 3: dL/dW^(l,p,d) = dL/dX~^(l,d) (x) X^(l-1,p), with (x) "
-                      "'the convolution operation' read as a true (flipped) convolution: the "
-                      "gradient comes out rotated by 180 degrees"),
-    make_pool("scaled-tanh", 3, "meanpool-err-quarter",
-              backward=partial(pool_record_backward, scale=quarter), expect="reject",
-              expect_kind="factor",
-              erratum="source 3.4 step 2: dL/dY = (w/4) (dL/dX . g'(X~)) upsampled: the factor "
-                      "1/4 holds for 2x2 windows only; a p x p window needs 1/p^2"),
-    make_pool("scaled-tanh", 3, "meanpool-err-index",
-              backward=partial(pool_record_backward, index=halved_index), expect="reject",
-              erratum="source 3.4 step 2: dL/dY_ij reads the pooled gradient at [(i+1)/2], "
-                      "[(j+1)/2]: right for 2x2 windows only; a p x p window needs ceil(i/p)"),
+              bench=(), forward=partial(true_convolution_forward, f="scaled-tanh"),
+              reference=partial(ref.true_conv_layer, f="scaled-tanh"),
+              samplers={"W": uniform_fan_in, "T": dense_table},
+              backward=partial(conv_record_backward, wgrad=weight_grad_as_written_true_convolution),
+              variant={"layer": "true convolution with connection table", "f": "scaled-tanh"},
+              expect="reject", expect_kind="values",
+              erratum="source 3.4 step 3 with (x) read as a true convolution (forward W * X): "
+                      "dL/dW^(l,p,d) = dL/dY~^(l,d) * X^(l-1,p) is rot180(dL/dY~) correlated "
+                      "with X; the gradient is rot180(dL/dY~ correlated with X)"),
 ]

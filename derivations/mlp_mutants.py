@@ -25,7 +25,7 @@ def decay_added_twice(dout, c: mlp.Cache) -> dict[str, np.ndarray]:
 
 def mutant(name: str, text: str, kind: str, backward, f1: str = "tanh"):
     return mlp.make("ce", f1, name=f"mlp-mutant-{name}", expect="reject", erratum=text,
-                    expect_kind=kind, backward=backward, bench=())
+                    expect_kind=kind, backward=backward, dims=mlp.NONDEGENERATE_DIMS, bench=())
 
 
 RECORDS = [

@@ -1,7 +1,7 @@
 """Vanilla RNN, section 4 of the source, corrected and given an output layer: see ``rnn.md``.
 
 Linear-time backpropagation through time, full and truncated. Time-major shapes:
-x (T, B, N), h0 (B, M), U (M, M), W (M, N), b (M,), V (C, M), c (C,); labels y (T, B) for
+x (T, B, D), h0 (B, M), U (M, M), W (M, D), b (M,), V (C, M), c (C,); labels y (T, B) for
 cross-entropy, targets y (T, B, C) for L2. The loss is summed over time and over the batch.
 
 Arrays stack the time steps on axis 0: ``H[t]`` is h_t for t = 0..T (``H[0]`` = h0), while
@@ -54,10 +54,10 @@ ACTIVATIONS = {
 
 @dataclass
 class Cache:
-    x: np.ndarray  # (T, B, N)
+    x: np.ndarray  # (T, B, D)
     y: np.ndarray  # (T, B) labels or (T, B, C) targets
     U: np.ndarray  # (M, M)
-    W: np.ndarray  # (M, N)
+    W: np.ndarray  # (M, D)
     V: np.ndarray  # (C, M)
     H: np.ndarray  # (T + 1, B, M): H[t] = h_t
     out: np.ndarray  # (T, B, C): softmax p_t for "ce", a_t for "l2"
@@ -71,12 +71,12 @@ def forward(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
 
     H[t] first receives z_t and is then overwritten by h_t = f(z_t): z is never stored.
     """
-    T, B, N = x.shape
+    T, B, D = x.shape
     M, C = U.shape[0], V.shape[0]
     dtype = np.result_type(x, h0, U, W, b, V, c)
     H = np.empty((T + 1, B, M), dtype)
     H[0] = h0
-    np.matmul(x.reshape(T * B, N), W.T, out=H[1:].reshape(T * B, M))  # (R1) W x_t, all t
+    np.matmul(x.reshape(T * B, D), W.T, out=H[1:].reshape(T * B, M))  # (R1) W x_t, all t
     H[1:] += b                                                    # (R1)
     step = np.empty((B, M), dtype)
     UT = np.ascontiguousarray(U.T)  # a row-major right operand: faster small products in BLAS
@@ -199,10 +199,10 @@ def min_abs_z(c: Cache) -> float:
 SHAPES = {"a": ("T", "B", "C"), "h": ("T", "B", "M"), "z": ("T", "B", "M")}
 TAGS = {"a": "R6", "V": "R7", "c": "R8", "h": "R9", "z": "R10", "U": "R11", "W": "R12",
         "b": "R13", "x": "R14", "h0": "R15"}
-DIMS = {"B": (1, 3), "T": (1, 64), "N": (1, 4), "M": (1, 5), "C": (1, 6)}
-BENCH = ({"B": 1, "T": 50, "N": 32, "M": 64, "C": 10},
-         {"B": 32, "T": 50, "N": 64, "M": 128, "C": 10},
-         {"B": 32, "T": 100, "N": 128, "M": 256, "C": 10})
+DIMS = {"B": (1, 3), "T": (1, 64), "D": (1, 4), "M": (1, 5), "C": (1, 6)}
+BENCH = ({"B": 1, "T": 50, "D": 32, "M": 64, "C": 10},
+         {"B": 32, "T": 50, "D": 64, "M": 128, "C": 10},
+         {"B": 32, "T": 100, "D": 128, "M": 256, "C": 10})
 
 
 def make(name: str, f: str, loss: str, **changes) -> Derivation:
@@ -213,8 +213,8 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "forward": partial(forward, **opts),
         "backward": backward,
         "reference": partial(ref.total_loss, **opts),
-        "inputs": {"x": ("T", "B", "N"), "y": ("T", "B") if loss == "ce" else ("T", "B", "C"),
-                   "h0": ("B", "M"), "U": ("M", "M"), "W": ("M", "N"), "b": ("M",),
+        "inputs": {"x": ("T", "B", "D"), "y": ("T", "B") if loss == "ce" else ("T", "B", "C"),
+                   "h0": ("B", "M"), "U": ("M", "M"), "W": ("M", "D"), "b": ("M",),
                    "V": ("C", "M"), "c": ("C",)},
         "dims": DIMS,
         "nondiff": {"y"},
@@ -245,7 +245,10 @@ def truncated(f: str, loss: str, window: int) -> Derivation:
 
     Finite differences, the complex step and the Taylor test differentiate the forward, whose
     gradient is the full one; truncation departs from it on purpose once T > window, so the
-    record skips them and autograd on the truncated reference judges it.
+    record skips them (reported as skipped rows, with the reason) and autograd on the reference
+    that detaches h at the chunk boundaries judges it, in float64 and float32, with the contract
+    and forward checks. ``tests/test_rnn.py`` adds that the last chunk equals full BPTT and that
+    a window >= T is full BPTT exactly.
     """
     return make(f"rnn-tbptt{window}-{f}-{loss}", f, loss,
                 backward=partial(backward, window=window),

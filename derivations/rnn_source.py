@@ -62,15 +62,16 @@ def backward(dout, c: rnn.Cache, *, sums=double_sums) -> dict[str, np.ndarray]:
 
 
 def forward_w_declared(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
-    """The forward with W stored in R^{N x M}, as the source declares it; W x_t then only makes
-    sense as W^T x_t, so the (M, N) matrix of the model is W^T."""
+    """The forward with W stored (D, M), as the source declares it (its R^{N x M}, N being its
+    input size); W x_t then only makes sense as W^T x_t, so the (M, D) matrix of the model is
+    W^T."""
     return rnn.forward(x, y, h0, U, W.T, b, V, c, f=f, loss=loss)
 
 
 TAGS = {"a": "R6", "V": "R7", "c": "R8", "z": "R18", "U": "R19", "W": "R20", "b": "R21",
         "x": "R14", "h0": "R15"}
 # Quadratic in T: the table alone has T^2 B M entries.
-DIMS = {"B": (1, 3), "T": (1, 10), "N": (1, 4), "M": (1, 5), "C": (1, 6)}
+DIMS = {"B": (1, 3), "T": (1, 10), "D": (1, 4), "M": (1, 5), "C": (1, 6)}
 
 
 def make(name: str, f: str, loss: str, **changes) -> Derivation:
@@ -88,14 +89,14 @@ ERRATA = [
     make("rnn-source-w-shape", "tanh", "ce",
          forward=partial(forward_w_declared, f="tanh", loss="ce"),
          reference=partial(ref.total_loss_w_transposed, f="tanh", loss="ce"),
-         inputs={**RECORDS[0].inputs, "W": ("N", "M")},
-         expect="reject",
-         erratum="section 4.3 declares W in R^{N x M}, section 4.4 gives dL/dW = "
-                 "sum_t sum_{k<=t} delta_{t,k} x_k^T, which is M x N: with W stored as declared "
-                 "the formula returns the transpose of the gradient"),
+         inputs={**RECORDS[0].inputs, "W": ("D", "M")},
+         expect="reject", expect_kind="wrong-shape",
+         erratum="section 4.3 declares W in R^{N x M} (N its input size, our D), section 4.4 "
+                 "gives dL/dW = sum_t sum_{k<=t} delta_{t,k} x_k^T, which is M x D: with W stored "
+                 "as declared the formula returns the transpose of the gradient"),
     make("rnn-source-du-label", "tanh", "ce",
          backward=partial(backward, sums=double_sums_as_labelled),
-         expect="reject",
+         expect="reject", expect_kind="wrong-shape",
          erratum="section 4.4 labels its last result dL/dU = sum_t sum_{k<=t} delta_{t,k}; "
                  "taken at its label it replaces dU by an M-vector (the formula is db's)"),
 ]

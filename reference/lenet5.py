@@ -33,13 +33,18 @@ def conv_layer(X, W, b, T, *, f: str):
     return ACTIVATIONS[f](Yt), {"Yt": Yt}
 
 
+def true_conv_layer(X, W, b, T, *, f: str):
+    """The convolution layer with a true (flipped) convolution: conv2d with W turned by 180."""
+    return conv_layer(X, torch.flip(W, dims=(2, 3)), b, T, f=f)
+
+
 def pool_layer(Y, w, a, *, p: int, g: str):
     Xt = scaled_pool(Y, w, a, p)
     return ACTIVATIONS[g](Xt), {"Xt": Xt}
 
 
-def lenet5(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *, f: str, p: int):
-    """Summed cross-entropy of the batch, and every block's tensors named as in ``lenet5.md``."""
+def trunk(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, *, f: str, p: int):
+    """C1 to F6: F6's output Y4 (N, F), and every block's tensors named as in ``lenet5.md``."""
     act = ACTIVATIONS[f]
     full1 = torch.ones(W1.shape[1], W1.shape[0], dtype=torch.int64)
     full3 = torch.ones(W3.shape[1], W3.shape[0], dtype=torch.int64)
@@ -55,8 +60,14 @@ def lenet5(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *,
     Y3 = act(Yt3)
     Yt4 = F.linear(Y3.flatten(1), W4, b4)
     Y4 = act(Yt4)
-    S = F.linear(Y4, W5, b5)
-    loss = F.cross_entropy(S, y.long(), reduction="sum")
-    named = {"S": S, "Y4": Y4, "Yt4": Yt4, "Y3": Y3, "Yt3": Yt3, "X2": X2, "Xt2": Xt2, "Y2": Y2,
+    named = {"Y4": Y4, "Yt4": Yt4, "Y3": Y3, "Yt3": Yt3, "X2": X2, "Xt2": Xt2, "Y2": Y2,
              "Yt2": Yt2, "X1": X1, "Xt1": Xt1, "Y1": Y1, "Yt1": Yt1}
-    return loss, named
+    return Y4, named
+
+
+def lenet5(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *, f: str, p: int):
+    """Summed cross-entropy of the batch over the scores Z, and the named tensors."""
+    Y4, named = trunk(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, f=f, p=p)
+    Z = F.linear(Y4, W5, b5)
+    loss = F.cross_entropy(Z, y.long(), reduction="sum")
+    return loss, {"Z": Z, **named}

@@ -1,7 +1,7 @@
 """The vanilla RNN in PyTorch: the oracle's program for ``derivations/rnn.py`` and
 ``derivations/rnn_source.py``.
 
-Time-major: x (T, B, N), h0 (B, M), U (M, M), W (M, N), b (M,), V (C, M), c (C,); labels
+Time-major: x (T, B, D), h0 (B, M), U (M, M), W (M, D), b (M,), V (C, M), c (C,); labels
 y (T, B) for cross-entropy, targets y (T, B, C) for L2. The loss is summed over time and batch.
 
 The hidden state h_t is used twice (by the output and by the next step), so no stack of the
@@ -56,5 +56,5 @@ def total_loss(x, y, h0, U, W, b, V, c, *, f: str, loss: str, window: int | None
 
 
 def total_loss_w_transposed(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
-    """The same loss with W stored (N, M), the shape the source declares: z_t uses W^T x_t."""
+    """The same loss with W stored (D, M), the shape the source declares: z_t uses W^T x_t."""
     return total_loss(x, y, h0, U, W.T, b, V, c, f=f, loss=loss)

@@ -48,7 +48,7 @@ def autograd_of(f: str, loss: str, inputs, dout: float, window: int | None = Non
 @pytest.mark.parametrize(("f", "loss"), VARIANTS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_double_sum_equals_linear_time_bptt(f, loss, seed):
-    inputs = inputs_for(f, loss, seed, T=9, B=3, N=2, M=4, C=5)
+    inputs = inputs_for(f, loss, seed, T=9, B=3, D=2, M=4, C=5)
     dout = np.asarray(1.7)
     _, cache = rnn.forward(**inputs, f=f, loss=loss)
     linear = rnn.backward(dout, cache)
@@ -65,7 +65,7 @@ def test_double_sum_equals_linear_time_bptt(f, loss, seed):
 def test_delta_table_is_dLt_dzk(f, loss):
     """table[t, k] = dL_t/dz_k for every t and k, zero for k > t, against autograd per L_t."""
     T = 6
-    inputs = inputs_for(f, loss, 3, T=T, B=2, N=3, M=4, C=3)
+    inputs = inputs_for(f, loss, 3, T=T, B=2, D=3, M=4, C=3)
     _, cache = rnn.forward(**inputs, f=f, loss=loss)
     _, table = rnn_source.delta_table(np.asarray(1.0), cache)
     tensors = {k: torch.from_numpy(v.copy()) for k, v in inputs.items()}
@@ -77,17 +77,17 @@ def test_delta_table_is_dLt_dzk(f, loss):
 
 
 def test_thousand_steps_match_autograd_in_linear_memory():
-    T, B, N, M, C = 1000, 2, 3, 4, 5
-    inputs = inputs_for("tanh", "ce", 0, T=T, B=B, N=N, M=M, C=C)
+    T, B, D, M, C = 1000, 2, 3, 4, 5
+    inputs = inputs_for("tanh", "ce", 0, T=T, B=B, D=D, M=M, C=C)
     tracemalloc.start()
     loss, cache = rnn.forward(**inputs, f="tanh", loss="ce")
     grads = rnn.backward(np.asarray(0.8), cache)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    # Linear memory: the run peaks near 2 T B (N + M + C) float64 numbers (0.4 MB); 20 of them
+    # Linear memory: the run peaks near 2 T B (D + M + C) float64 numbers (0.4 MB); 20 of them
     # leave a factor 10, while a (T, T, B, M) table alone would be T^2 B M * 8 = 64 MB, 16 times
     # the bound.
-    assert peak < 20 * T * B * (N + M + C) * 8
+    assert peak < 20 * T * B * (D + M + C) * 8
     expected = autograd_of("tanh", "ce", inputs, 0.8)
     for key, value in expected.items():
         # 1e-9 as the engine's float64 tolerance; the sums run over up to 1000 steps.
@@ -99,7 +99,7 @@ def test_thousand_steps_match_autograd_in_linear_memory():
 @pytest.mark.parametrize("extra", [0, 3])
 def test_window_at_least_T_is_full_bptt(f, loss, extra):
     T = 7
-    inputs = inputs_for(f, loss, 4, T=T, B=2, N=3, M=4, C=3)
+    inputs = inputs_for(f, loss, 4, T=T, B=2, D=3, M=4, C=3)
     _, cache = rnn.forward(**inputs, f=f, loss=loss)
     full = rnn.backward(np.asarray(1.3), cache)
     truncated = rnn.backward(np.asarray(1.3), cache, window=T + extra)
@@ -111,7 +111,7 @@ def test_window_at_least_T_is_full_bptt(f, loss, extra):
 def test_truncation_cuts_exactly_at_chunk_starts(window):
     """dL/dz_t equals the full one in the last chunk and differs in every earlier chunk."""
     T = 8
-    inputs = inputs_for("tanh", "ce", 5, T=T, B=2, N=3, M=4, C=3)
+    inputs = inputs_for("tanh", "ce", 5, T=T, B=2, D=3, M=4, C=3)
     _, cache = rnn.forward(**inputs, f="tanh", loss="ce")
     full = rnn.backward(np.asarray(1.0), cache)["z"]
     cut = rnn.backward(np.asarray(1.0), cache, window=window)["z"]
