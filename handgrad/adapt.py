@@ -64,7 +64,7 @@ def quantized(levels: int) -> Callable[[np.random.Generator, tuple[int, ...], Ma
 
 
 def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any], *,
-         shapes: ShapeSpec, dims: DimSpec, reference: Callable[..., Any],
+         shapes: ShapeSpec, dims: DimSpec, reference: Callable[..., Any] | None = None,
          args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
          labels: Mapping[str, str | int] | None = None,
          fan_in: Mapping[str, str | int] | None = None, outputs: ShapeSpec | None = None,
@@ -217,7 +217,7 @@ def _make_arguments(name: str, make_layer: Callable, dims: Dims, shapes: Mapping
 
 
 def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims: DimSpec,
-          reference: Callable[..., Any], params: ShapeSpec | None = None,
+          reference: Callable[..., Any] | None = None, params: ShapeSpec | None = None,
           grads: GradSlot = "d{name}", param_slot: str = "{name}", lr: str | None = None,
           writes: Sequence[str] = (), labels: Mapping[str, str | int] | None = None,
           fan_in: Mapping[str, str | int] | None = None, outputs: ShapeSpec | None = None,
@@ -331,7 +331,7 @@ def _module_globals(module: ModuleType, values: Mapping[str, np.ndarray]):
 
 
 def loss(name: str, fn: Callable[..., tuple], *, shapes: ShapeSpec, dims: DimSpec,
-         reference: Callable[..., Any], params: ShapeSpec | None = None,
+         reference: Callable[..., Any] | None = None, params: ShapeSpec | None = None,
          globals_of: ModuleType | None = None, args: Sequence[Any] = (),
          kwargs: Mapping[str, Any] | None = None, labels: Mapping[str, str | int] | None = None,
          fan_in: Mapping[str, str | int] | None = None,

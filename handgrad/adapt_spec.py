@@ -111,12 +111,13 @@ class Spec:
 
         return wrapped
 
-    def record(self, forward: Callable, backward: Callable, reference: Callable,
+    def record(self, forward: Callable, backward: Callable, reference: Callable | None,
                fields: dict[str, Any]) -> Derivation:
         if self.outputs is not None and not self.multi:
             fields.setdefault("output", next(iter(self.outputs.values())))
         return Derivation(name=self.name, forward=forward, backward=backward,
-                          reference=self.reference(reference), inputs=self.inputs,
+                          reference=None if reference is None else self.reference(reference),
+                          inputs=self.inputs,
                           dims=self.dims.ranges,
                           derive=self.dims.derive if self.dims.derived else None,
                           nondiff=self.nondiff, samplers=self.samplers, **fields)

@@ -15,7 +15,7 @@ from handgrad import oracles
 from handgrad.autograd import OutputShapeError, autograd_oracle
 from handgrad.cases import Case, build_inputs, full_dims, sample_cases, upstream
 from handgrad.compare import compare
-from handgrad.contract import HandRun, run_hand
+from handgrad.contract import HandRun, raised, run_hand
 from handgrad.coverage import coverage, live_fraction
 from handgrad.diagnose import diagnose, diagnose_shape
 from handgrad.discovery import find
@@ -142,8 +142,8 @@ def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -
 def _check_case(record: Derivation, case: Case, checks: set[str]) -> list[Result]:
     early: list[Result] = []
     case, prepared = _choose_data(record, case, early)
-    dtypes = ["float64"] + (["float32"] if "autograd" in checks and "float32" not in record.skip
-                            else [])
+    dtypes = ["float64"] + (["float32"] if ("autograd" in checks or record.reference is None)
+                            and "float32" not in record.skip else [])
     results = list(early)
     for dtype in dtypes:
         run, error = _start(record, case, dtype)
@@ -173,10 +173,10 @@ def _check_case(record: Derivation, case: Case, checks: set[str]) -> list[Result
 
 def _start(record: Derivation, case: Case, dtype: str) -> tuple[CaseRun | None, Result | None]:
     def error(what: str, exc: Exception, fix: str) -> tuple[None, Result]:
+        kind, message = raised(what, exc, fix)
         return None, Result(record.name, case.describe(), case.data_seed, dtype, "contract",
                             "(inputs)" if what == "sampling inputs" else "(forward)", "error",
-                            kind="exception",
-                            message=f"{what} raised {type(exc).__name__}: {exc}; {fix}")
+                            kind=kind, message=message)
 
     try:
         inputs = build_inputs(record, case, dtype)
@@ -207,6 +207,8 @@ def _choose_data(record: Derivation, case: Case, problems: list[Result]) -> tupl
             inputs = build_inputs(record, candidate)
             out, cache = record.forward(**{k: v.copy() for k, v in inputs.items()})
         except Exception:  # noqa: BLE001 - _start reports it, with its context
+            return candidate, ()
+        if record.reference is None:
             return candidate, ()
         if record.kink_distance is not None:
             try:
@@ -239,7 +241,10 @@ def _choose_data(record: Derivation, case: Case, problems: list[Result]) -> tupl
 
 def _checks_of(run: CaseRun, checks: set[str]) -> None:
     record = run.record
-    if "autograd" in checks or "forward" in checks:
+    if record.reference is None:
+        if run.dtype == "float64":
+            _without_reference(run)
+    elif "autograd" in checks or "forward" in checks:
         _autograd(run, checks)
     if run.dtype != "float64":
         return
@@ -261,6 +266,17 @@ def _checks_of(run: CaseRun, checks: set[str]) -> None:
             stage(run)
 
 
+def _without_reference(run: CaseRun) -> None:
+    record = run.record
+    run.result("autograd", "(reference)", "skipped",
+               message="no PyTorch reference: checked by finite differences, the complex step "
+                       "where it applies, the Taylor test and the contract; autograd, the "
+                       "forward's values and the float32 values need a reference")
+    for key in record.intermediates:
+        run.result("autograd", key, "skipped", message=f"the gradient of the intermediate "
+                   f"{key!r} can only be checked against a reference's graph")
+
+
 def _autograd(run: CaseRun, checks: set[str]) -> None:
     record = run.record
     fix = "fix the PyTorch reference (it must run on these inputs in this dtype)"
@@ -269,6 +285,10 @@ def _autograd(run: CaseRun, checks: set[str]) -> None:
                                                              run.dtype)
     except OutputShapeError as exc:
         _blame_output(run, exc)
+        return
+    except NotImplementedError as exc:
+        kind, message = raised("the PyTorch reference", exc, "")
+        run.result("autograd", "(reference)", "error", kind=kind, message=message)
         return
     except Exception as exc:  # noqa: BLE001 - a broken reference is reported, not raised
         run.result("autograd", "(reference)", "error", kind="reference-error",
@@ -364,7 +384,8 @@ def _reconcile_kinks(run: CaseRun, run64: CaseRun) -> None:
             if kinks is None and r.tensor in oracles.usable(run64):
                 with guarded(run64, "fd", r.tensor, "probing entries for kinks",
                              "the forward must run on perturbed float64 inputs"):
-                    kinks = oracles.kinks_of(run64, r.tensor, bad)
+                    kinks = oracles.kinks_of(run64, r.tensor, bad,
+                                             np.flatnonzero(run64.ref_grads[r.tensor]))
         if kinks is None or (bad is not None and not kinks.explains(bad)):
             verdicts.append(None)
             continue

@@ -7,7 +7,9 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
+from handgrad import config, scaffold
 from handgrad.check import check
 from handgrad.discovery import discover
 from handgrad.report import STATUS_WORD, Report
@@ -75,11 +77,38 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json]
+       handgrad new NAME [--path DIR]
+(handgrad check --help, handgrad new --help)"""
+
+
+def new(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="handgrad new",
+                                description="Write the files of a new derivation from a template.")
+    p.add_argument("name", help="the derivation's name, e.g. my-layer")
+    p.add_argument("--path", help="folder for the record file (default: the first of "
+                                  "[tool.handgrad] paths, else the working directory)")
+    args = p.parse_args(argv)
+    cfg = config.load()
+    folder = Path(args.path) if args.path else (cfg.paths[0] if cfg.paths else Path.cwd())
+    try:
+        written = scaffold.new(args.name, folder, cfg)
+    except (ValueError, FileExistsError) as exc:
+        print(f"handgrad new: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    where = "" if args.path is None and cfg.paths else f" --path {folder}"
+    print(f"fill in the TODOs, then: handgrad check {args.name}{where}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "new":
+        return new(argv[1:])
     if not argv or argv[0] != "check":
-        print("usage: handgrad check [NAME ...] [--seed S] [--cases K] [--json] "
-              "(handgrad check --help)", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv[1:])
     records, broken = discover(args.path)

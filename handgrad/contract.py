@@ -13,7 +13,16 @@ import numpy as np
 
 from handgrad.record import Derivation
 
-FATAL_KINDS = ("exception", "bad-return", "not-a-dict")
+FATAL_KINDS = ("exception", "bad-return", "not-a-dict", "not-implemented")
+
+
+def raised(what: str, exc: Exception, fix: str) -> tuple[str, str]:
+    """(kind, message) for user code that raised; a NotImplementedError is a TODO left in a
+    template (``handgrad new``), not a bug."""
+    if isinstance(exc, NotImplementedError):
+        return "not-implemented", f"{what} is not implemented yet ({exc or 'TODO'}): fill in its " \
+                                  "TODOs"
+    return "exception", f"{what} raised {type(exc).__name__}: {exc}" + (f"; {fix}" if fix else "")
 # Deep enough for a cache of caches (a network of layers, each with its own tuple); deeper
 # structures are not walked.
 MAX_DEPTH = 8
@@ -117,7 +126,7 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
     try:
         result = record.forward(**args)
     except Exception as exc:  # noqa: BLE001 - any failure of user code becomes a result
-        run.add("(forward)", "exception", f"forward raised {type(exc).__name__}: {exc}", True)
+        run.add("(forward)", *raised("forward", exc, ""), True)
         return None, None
     if not (isinstance(result, tuple) and len(result) == 2):
         run.add("(forward)", "bad-return", "forward must return (out, cache); got "
@@ -135,7 +144,7 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
     try:
         grads = record.backward(up, result[1])
     except Exception as exc:  # noqa: BLE001
-        run.add("(backward)", "exception", f"backward raised {type(exc).__name__}: {exc}", True)
+        run.add("(backward)", *raised("backward", exc, ""), True)
         return out, None
     if _digest(up) != up_digest:
         run.add("(upstream)", "mutated-upstream", "backward wrote into its upstream gradient "

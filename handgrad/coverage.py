@@ -30,10 +30,12 @@ def live_fraction(grads: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 def coverage(record: Derivation, results: list[Result]) -> list[Result]:
     """One row per gradient: the best share of live entries over the checked cases (float64
-    autograd), vacuous when it is zero everywhere, and a declared zero that is not."""
+    autograd; finite differences for a record without a reference, which see the inputs only),
+    vacuous when it is zero everywhere, and a declared zero that is not."""
+    source = "autograd" if record.reference is not None else "fd"
     seen: dict[str, list[Result]] = {}
     for r in results:
-        if r.check == "autograd" and r.dtype == "float64" and math.isfinite(r.live):
+        if r.check == source and r.dtype == "float64" and math.isfinite(r.live):
             seen.setdefault(r.tensor, []).append(r)
     if not seen:
         return []
@@ -67,6 +69,8 @@ def coverage(record: Derivation, results: list[Result]) -> list[Result]:
                                        f"zero_grads={{{key!r}: 'why'}} if it is zero on purpose",
                                **common))
         else:
-            rows.append(Result(status="pass", message=f"non-zero reference gradient at "
-                               f"{best.live:.0%} of the entries (best of {n} cases)", **common))
+            what = ("reference gradient" if source == "autograd"
+                    else "derivative (finite differences)")
+            rows.append(Result(status="pass", message=f"non-zero {what} at {best.live:.0%} of "
+                               f"the entries (best of {n} cases)", **common))
     return rows

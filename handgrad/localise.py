@@ -4,10 +4,27 @@ informative failing case, and the smallest dimensions at which the same failure 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+from handgrad import config
 from handgrad.cases import Case
 from handgrad.record import Derivation
 from handgrad.report import Report, Result, case_dims, reproduce_command
+
+
+def path_hint(record: Derivation) -> str:
+    """The ``--path`` a reproduce command needs: the record's file, unless the configured paths
+    find it anyway."""
+    if not record.origin:
+        return ""
+    origin = Path(record.origin).resolve()
+    cfg = config.load()
+    if any(origin == p.resolve() or origin.parent == p.resolve() for p in cfg.paths):
+        return ""
+    try:
+        return str(origin.relative_to(Path.cwd()))
+    except ValueError:
+        return str(origin)
 
 
 def localise(record: Derivation, report: Report) -> list[str]:
@@ -36,7 +53,7 @@ def localise(record: Derivation, report: Report) -> list[str]:
                 f"dL/d{k2}" + (f" ({record.tags[k2]})" if k2 in record.tags else "")
                 for k2 in right))
         break
-    lines.append(f"  reproduce: {reproduce_command(record.name, case, seed)}")
+    lines.append(f"  reproduce: {reproduce_command(record.name, case, seed, path_hint(record))}")
     return lines
 
 
@@ -49,7 +66,7 @@ def smallest_failing(record: Derivation, report: Report,
     ``run_case`` is :func:`handgrad.check.check_case`, passed in to keep the modules acyclic.
     """
     first = report.kind_result
-    if first is None or first.status == "vacuous":
+    if first is None or first.status == "vacuous" or first.kind == "not-implemented":
         return []
     signature = (first.check, first.tensor, first.kind, first.dtype)
     checks = {first.check, "contract"} | ({"autograd"} if first.dtype == "float32" else set())
@@ -76,4 +93,5 @@ def smallest_failing(record: Derivation, report: Report,
         return []
     case = Case.of(dims, first.data_seed).describe()
     return [f"  smallest case with the same failure ({first.check} {first.tensor} "
-            f"[{first.kind}]): {case}: {reproduce_command(record.name, case, first.data_seed)}"]
+            f"[{first.kind}]): {case}: "
+            f"{reproduce_command(record.name, case, first.data_seed, path_hint(record))}"]

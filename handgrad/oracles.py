@@ -149,12 +149,13 @@ def judge_fd(run, key: str, hand: np.ndarray, est: fd.Estimate, tol, method: str
             kind = "subgradient"
     status = ("fail" if wrong.any() or kind else
               "unreliable" if undecidable.any() or outside.any() else "pass")
+    unit = "entries" if indices is not None else "directions"
     if undecidable.any():
         notes.append(f"the finite-difference estimate is unreliable at {int(undecidable.sum())} "
-                     "entries (its error bound, from round-off, exceeds the tolerance): not a "
+                     f"{unit} (its error bound, from round-off, exceeds the tolerance): not a "
                      "verdict on the derivation")
     if outside.any():
-        notes.append(f"at {int(outside.sum())} entries on a kink the hand value lies outside the "
+        notes.append(f"at {int(outside.sum())} {unit} on a kink the hand value lies outside the "
                      "one-sided derivatives: not a valid subgradient if one kink meets there, "
                      "possibly valid where several do, so no verdict")
     scale = max(float(np.abs(est.value).max(initial=0.0)), float(np.abs(hand).max(initial=0.0)))
@@ -169,20 +170,27 @@ def judge_fd(run, key: str, hand: np.ndarray, est: fd.Estimate, tol, method: str
                                       full_dims(run.record, run.case.dim_map),
                                       run.record.inputs.get(key))
             notes.append(evidence)
+    # Per element, the share of entries whose derivative is non-zero beyond the estimate's own
+    # error (the coverage of records without a reference); along directions, whether any is.
+    moving = np.abs(est.value) > est.error + tol["atol"] * scale
+    live = float(moving.mean()) if indices is not None else float(moving.any())
     return run.result("fd", key, status, kind=kind, message="; ".join(notes),
                       max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
-                      hand_value=c.hand_value, ref_value=c.ref_value, rtol=c.rtol, atol=c.atol)
+                      hand_value=c.hand_value, ref_value=c.ref_value, rtol=c.rtol, atol=c.atol,
+                      live=live if moving.size else np.nan)
 
 
-def _subgradient(run, key: str, flat: np.ndarray, outside: np.ndarray, tol) -> KinkSet:
+def _subgradient(run, key: str, flat: np.ndarray, outside: np.ndarray, tol,
+                 moving: np.ndarray | None = None) -> KinkSet:
     """The hand value at entries on kinks, judged as a subgradient along the direction that
-    moves them all together. A tie stays a tie along it (every tied entry of a max moves with
-    the others, and an entry tied with any of them is on a kink too), so where the forward is
-    smooth along it every valid subgradient gives the same derivative, and the hand value must
-    give it. Where the forward has a kink along it too (a relu at 0), no verdict."""
+    moves them all together (``moving``: them and others, by default them alone). A tie stays a
+    tie along it (every tied entry of a max moves with the others, and an entry tied with any of
+    them is on a kink too), so where the forward is smooth along it every valid subgradient
+    gives the same derivative, and the hand value must give it. Where the forward has a kink
+    along it too (a relu at 0), no verdict."""
     x, hand = run.inputs[key], run.hand.grads[key]
     v = np.zeros(x.size)
-    v[flat] = 1.0
+    v[flat if moving is None else moving] = 1.0
     v = v.reshape(x.shape)
     est = fd.directional(_evaluate(run), key, x, v, _noise(run, key))
     projected = np.array([np.vdot(hand, v)])
@@ -205,9 +213,11 @@ def _subgradient(run, key: str, flat: np.ndarray, outside: np.ndarray, tol) -> K
                                          "tied input?)")
 
 
-def kinks_of(run, key: str, flat: np.ndarray) -> KinkSet | None:
+def kinks_of(run, key: str, flat: np.ndarray, partners: np.ndarray) -> KinkSet | None:
     """The kinks among the entries ``flat``, probing them one by one where the finite
-    differences ran along directions only."""
+    differences ran along directions only. The subgradient test then moves them together with
+    ``partners`` (where autograd's subgradient is non-zero: the tie partners it chose), as a
+    probe of a sample cannot know every entry tied with them."""
     known = run.kinks.get(key)
     if known is None and not _elementwise(run):
         idx = flat if flat.size <= ENTRY_PROBES else flat[:ENTRY_PROBES]
@@ -216,7 +226,8 @@ def kinks_of(run, key: str, flat: np.ndarray) -> KinkSet | None:
         tol = tolerance("float64", "fd", run.record.tolerances)
         _, _, _, outside = _verdicts(hand, est, tol)
         if est.kink.any():
-            known = _subgradient(run, key, idx[est.kink], idx[outside], tol)
+            known = _subgradient(run, key, idx[est.kink], idx[outside], tol,
+                                 moving=np.union1d(idx[est.kink], partners))
             run.kinks[key] = known
     return known
 

@@ -58,12 +58,18 @@ class Derivation:
     name:
         Unique, used on the command line (``handgrad check mlp-ce-tanh``).
     forward, backward, reference:
-        See the module docstring for the calling convention.
+        See the module docstring for the calling convention. ``reference`` may be None: the
+        record is then checked by finite differences, the complex step, the Taylor test and the
+        contract, and the report says what needs a reference (autograd, the intermediates, the
+        float32 values).
     inputs:
-        Symbolic shape of every input: ``{"x": ("N", "d"), "W1": ("M", "d"), "y": ("N",)}``.
-        Entries are dimension names or integer literals.
+        Symbolic shape of every input: ``{"x": ("N", "d"), "W1": ("M", "d"), "y": ("N",)}``, or
+        the same written compactly: ``"x: N d, W1: M d, y: N"``. Entries are dimension names or
+        integer literals.
     dims:
-        Inclusive range of each sampled dimension: ``{"N": (1, 8)}``. A fixed size is ``(k, k)``.
+        Inclusive range of each sampled dimension: ``{"N": (1, 8)}``. A fixed size is ``(k, k)``
+        or ``k``; a size derived from others can be an expression, ``{"Ho": "H - K + 1"}``
+        (names, integers, ``+ - * // %``, parentheses, min, max; see :mod:`handgrad.shapes`).
         The lower bounds form the minimal case, which is always checked.
     derive:
         Optional ``dims -> dims`` adding dimensions that depend on the sampled ones
@@ -150,7 +156,7 @@ class Derivation:
     name: str
     forward: Callable[..., tuple[Any, Any]]
     backward: Callable[[np.ndarray, Any], Mapping[str, np.ndarray]]
-    reference: Callable[..., Any]
+    reference: Callable[..., Any] | None
     inputs: Mapping[str, tuple[str | int, ...]]
     dims: Mapping[str, tuple[int, int]]
     derive: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None
@@ -184,6 +190,7 @@ class Derivation:
     def __post_init__(self) -> None:
         object.__setattr__(self, "nondiff", frozenset(self.nondiff))
         object.__setattr__(self, "intermediates", tuple(self.intermediates))
+        _read_compact_forms(self)
         problems = validate(self)
         if problems:
             raise DerivationError(
@@ -212,13 +219,39 @@ class Derivation:
         return tuple(d if isinstance(d, int) else int(dims[d]) for d in shape)
 
 
+def _read_compact_forms(r: Derivation) -> None:
+    """Compact shapes (``"x: N D"``) and expression dims (``{"Ho": "H - K + 1"}``) turned into
+    the plain fields; an expression becomes part of ``derive``."""
+    from handgrad import shapes
+
+    if isinstance(r.inputs, str):
+        object.__setattr__(r, "inputs", shapes.parse_shapes(r.inputs, derivation=r.name))
+    if isinstance(r.intermediate_shapes, str):
+        object.__setattr__(r, "intermediate_shapes", shapes.parse_shapes(
+            r.intermediate_shapes, derivation=r.name, what="intermediate_shapes"))
+    if isinstance(r.output, str):
+        object.__setattr__(r, "output", shapes.parse_shape(r.output, derivation=r.name,
+                                                            what="output"))
+    if isinstance(r.dims, Mapping) and any(isinstance(v, int | str) for v in r.dims.values()):
+        spec = shapes.parse_dims(r.dims, derivation=r.name)
+        object.__setattr__(r, "dims", dict(spec.ranges))
+        if spec.derived:
+            given = r.derive
+
+            def derive(dims: Mapping[str, int]) -> dict[str, int]:
+                out = dict(given(dims)) if given is not None else {}
+                return {**out, **spec.derive({**dims, **out})}
+
+            object.__setattr__(r, "derive", derive)
+
+
 def validate(r: Derivation) -> list[str]:
     """Every way the record is malformed, each with what to change."""
     problems = []
     if not isinstance(r.name, str) or not r.name or any(c.isspace() for c in r.name):
         problems.append("name must be a non-empty string without spaces")
     for fn in ("forward", "backward", "reference"):
-        if not callable(getattr(r, fn)):
+        if not callable(getattr(r, fn)) and not (fn == "reference" and r.reference is None):
             problems.append(f"{fn} must be callable, got {type(getattr(r, fn)).__name__}")
     if not r.inputs:
         problems.append("inputs is empty: declare the symbolic shape of every input")

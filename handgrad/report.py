@@ -61,15 +61,17 @@ def case_dims(case: str) -> dict[str, int]:
         return {}
 
 
-def informativeness(case: str) -> tuple[int, int]:
+def informativeness(case: str) -> tuple[int, int, int]:
     """How much a case can tell: the number of dimensions above 1 (a size-1 axis cannot tell a
-    slice from the whole, a sum from a copy), then the total of the dimensions."""
+    slice from the whole, a sum from a copy), then of distinct sizes (a square matrix cannot
+    tell a transpose by its shape), then the total of the dimensions."""
     dims = case_dims(case)
-    return sum(v > 1 for v in dims.values()), sum(dims.values())
+    return (sum(v > 1 for v in dims.values()), len(set(dims.values())), sum(dims.values()))
 
 
-def reproduce_command(name: str, case: str, data_seed: int) -> str:
-    return f"handgrad check {shlex.quote(name)} --dims {case} --data-seed {data_seed}"
+def reproduce_command(name: str, case: str, data_seed: int, path: str = "") -> str:
+    where = f" --path {shlex.quote(path)}" if path else ""
+    return f"handgrad check {shlex.quote(name)}{where} --dims {case} --data-seed {data_seed}"
 
 
 # Which failure names a report's kind, first match wins, inside the most informative failing
@@ -147,11 +149,14 @@ class Report:
             return next((r for r in self.results if r.status == "vacuous"), None)
         failing = [r for r in self.results if r.status in ("fail", "error")
                    and (r.case, r.data_seed) == telling]
-        for check, dtype in KIND_ORDER:
-            hit = next((r for r in failing if r.check == check and r.dtype == dtype), None)
-            if hit:
-                return hit
-        return failing[0]
+        hit = next((r for check, dtype in KIND_ORDER for r in failing
+                    if r.check == check and r.dtype == dtype), failing[0])
+        # A gradient of the wrong shape in a case as telling as this one (as many dimensions
+        # above 1) says more than its values here: a square case only hides a transpose.
+        shaped = [r for r in self.results if r.kind == "wrong-shape" and r.status == "fail"
+                  and (r.check, r.tensor, r.dtype) == (hit.check, hit.tensor, hit.dtype)
+                  and informativeness(r.case)[0] >= informativeness(telling[0])[0]]
+        return max(shaped, key=lambda r: informativeness(r.case)) if shaped else hit
 
     @property
     def kind(self) -> str:
@@ -179,6 +184,8 @@ class Report:
             lines.append(f"  (+{rest} failing rows in other cases; check with --verbose)")
         lines += self.diagnoses
         verdict = {"pass": "PASS", "vacuous": "VACUOUS (not a pass)"}.get(self.status, "FAIL")
+        if self.kind == "not-implemented":
+            verdict = "NOT IMPLEMENTED YET (fill in the TODOs)"
         if self.expect == "reject":
             verdict = ("REJECTED as expected" if self.as_expected else
                        f"REJECTED, but diagnosed {self.kind!r} where {self.expect_kind!r} was "
