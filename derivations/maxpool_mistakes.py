@@ -63,7 +63,7 @@ def mistake(window, stride, name: str, text: str, kind: str, backward, **changes
 
 RECORDS = [
     mistake((3, 3), (1, 1), "overwrite", "(P5) dx[source] = dy instead of +=: overlapping "
-            "windows that share a maximum keep one window's gradient", "values", overwrite),
+            "windows that share a maximum keep one window's gradient", "entries", overwrite),
     mistake((2, 3), (2, 3), "decode-by-height", "(P4) the window column decoded as t % kh "
             "instead of t % kw in a 2 x 3 window", "permuted", decoded_by_height),
     mistake((3, 3), (2, 2), "every-tied-maximum", "(P3) the gradient sent to every tied "
