@@ -40,7 +40,8 @@ def forward(Q, K, V, *, causal: bool):
     B, T, d = Q.shape
     S = K.shape[1]
     scale = 1.0 / math.sqrt(d)
-    scores = (Q @ K.swapaxes(1, 2)) * scale                            # (SA1)
+    scores = Q @ K.swapaxes(1, 2)                                      # (SA1) Q K^T
+    scores *= scale                                                    # (SA1)
     allowed = causal_mask(T, S) if causal else None
     P = np.where(allowed, scores, -np.inf) if causal else scores.copy()  # (SA2)
     # Shifted by the real row maximum (every row keeps key 0): exp stays finite and the
@@ -58,14 +59,18 @@ def softmax_backward(dP: np.ndarray, P: np.ndarray) -> np.ndarray:
     Zero wherever P is zero, so at every masked key, without reading the mask: the -inf never
     enters the backward and no 0 * inf arises.
     """
-    row = (dP * P).sum(axis=2, keepdims=True)                          # (SA7) p^T dp per row
-    return P * (dP - row)                                              # (SA7)
+    row = np.einsum("bts,bts->bt", dP, P)[..., None]                   # (SA7) p^T dp per row
+    dscores = np.subtract(dP, row)                                     # (SA7)
+    dscores *= P                                                       # (SA7)
+    return dscores
 
 
 def score_backward(dscores: np.ndarray, c: Cache) -> dict[str, np.ndarray]:
     """dQ and dK from dscores, through scores = Q K^T / sqrt(d)."""
-    dQ = (dscores @ c.K) * c.scale                                     # (SA8)
-    dK = (dscores.swapaxes(1, 2) @ c.Q) * c.scale                      # (SA9)
+    dQ = dscores @ c.K                                                 # (SA8)
+    dQ *= c.scale                                                      # (SA8)
+    dK = dscores.swapaxes(1, 2) @ c.Q                                  # (SA9)
+    dK *= c.scale                                                      # (SA9)
     return {"Q": dQ, "K": dK}
 
 
@@ -157,6 +162,7 @@ def make(name: str, causal: bool, **changes) -> Derivation:
         "variant": {"mask": "causal" if causal else "none"},
         "complex_step": True,
         "output": ("B", "T", "dv"),
+        "strict_dtype": True,
         "flops": gemm_flops,
     }
     return Derivation(**{**fields, **changes})
@@ -180,6 +186,7 @@ def make_projected(name: str, **changes) -> Derivation:
         "variant": {"mask": "causal", "projections": "x Wq, x Wk, x Wv"},
         "complex_step": True,
         "output": ("B", "T", "dv"),
+        "strict_dtype": True,
         "flops": projected_flops,
     }
     return Derivation(**{**fields, **changes})

@@ -259,6 +259,7 @@ def make(name: str, loss: str, **changes) -> Derivation:
         "variant": {"loss": loss, "bptt": "full, linear time"},
         "complex_step": True,
         "output": (),
+        "strict_dtype": True,
         "flops": gemm_flops,
     }
     return Derivation(**{**fields, **changes})

@@ -169,3 +169,9 @@ def test_one_unit_gates_in_float32(seed):
     # relative; the miscomputed sigmoid gave 4e-4.
     assert abs(float(L32) - float(L64)) <= 1e-5 * abs(float(L64)), (seed, L32, L64)
     assert_close(c32.gates.astype(np.float64), c64.gates, rtol=1e-5, what=f"gates seed={seed}")
+    g32, g64 = lstm.backward(np.asarray(1.0, np.float32), c32), lstm.backward(np.asarray(1.0), c64)
+    for key, value in g64.items():
+        # The backward's sums and products over 4 steps in float32 stay within 1e-5 of the
+        # largest entry; 1e-4 leaves a factor 10 and fails the 0.3 errors of the broken sigmoid.
+        assert g32[key].dtype == np.float32, key
+        assert_close(g32[key].astype(np.float64), value, rtol=1e-4, what=f"{key} seed={seed}")
