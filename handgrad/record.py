@@ -135,6 +135,10 @@ class Derivation:
     flops:
         Optional ``dims -> float``: floating-point operations of the hand forward and backward at
         ``dims`` (for the benchmark summary's GFLOP/s and roof fraction).
+    figures:
+        Optional pictures for the report, ``{"title": fn}`` with ``fn(inputs) -> (hand, ref)``
+        two 2-D arrays drawn side by side (the RNN's table dL_t/dz_k, T x T), computed on a
+        case's float64 inputs.
     source:
         The section of the source write-up this derivation corrects (``"bp-derivation.txt 2"``).
         Its Markdown then needs *Differences from the source*; without a source, *Common
@@ -180,6 +184,8 @@ class Derivation:
     zero_grads: Mapping[str, str] = field(default_factory=dict)
     output: tuple[str | int, ...] | None = None
     flops: Callable[[Mapping[str, int]], float] | None = None
+    figures: Mapping[str, Callable[[Mapping[str, Any]], tuple[Any, Any]]] = field(
+        default_factory=dict)
     source: str = ""
     expect: str = "pass"
     erratum: str = ""
