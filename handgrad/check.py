@@ -92,6 +92,26 @@ def resolve(record_or_name: Derivation | str) -> Derivation:
     return record_or_name if isinstance(record_or_name, Derivation) else find(record_or_name)
 
 
+def cases_for(record: Derivation, seed: int = 0, cases: int = 4, *,
+              dims: Mapping[str, int] | None = None, data_seed: int | None = None) -> list[Case]:
+    """The cases to check: ``cases`` sampled ones, or the one case ``dims``/``data_seed``."""
+    if dims is not None:
+        lows = {k: lo for k, (lo, _) in record.dims.items()}
+        return [Case.of({**lows, **dims}, 0 if data_seed is None else data_seed, "given")]
+    return sample_cases(record, seed, cases)
+
+
+def assemble(record: Derivation, results: list[Result]) -> Report:
+    """The report of a record from the results of its cases: coverage rows and, when it is
+    rejected, where it goes wrong (see :func:`handgrad.localise.localise`)."""
+    report = Report(record.name, record.expect, record.erratum, record.doc,
+                    expect_kind=record.expect_kind, results=list(results))
+    report.results += coverage(record, report.results)
+    if report.failures and report.rejected:
+        report.diagnoses += localise(record, report)
+    return report
+
+
 def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
           dims: Mapping[str, int] | None = None, data_seed: int | None = None,
           checks: Iterable[str] = CHECKS, shrink: bool = True) -> Report:
@@ -102,27 +122,16 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
     """
     record = resolve(record_or_name)
     checks = tuple(checks)
-    report = Report(record.name, record.expect, record.erratum, record.doc,
-                    expect_kind=record.expect_kind)
     try:
-        if dims is not None:
-            lows = {k: lo for k, (lo, _) in record.dims.items()}
-            todo = [Case.of({**lows, **dims}, 0 if data_seed is None else data_seed, "given")]
-        else:
-            todo = sample_cases(record, seed, cases)
+        todo = cases_for(record, seed, cases, dims=dims, data_seed=data_seed)
     except Exception as exc:  # noqa: BLE001
-        report.results.append(Result(record.name, "", 0, "float64", "contract", "(cases)",
-                                     "error", kind="exception",
-                                     message=f"sampling cases raised {type(exc).__name__}: "
-                                             f"{exc}; check dims and derive"))
-        return report
-    for case in todo:
-        report.results += check_case(record, case, checks)
-    report.results += coverage(record, report.results)
-    if report.failures and report.rejected:
-        report.diagnoses += localise(record, report)
-        if shrink:
-            report.diagnoses += smallest_failing(record, report, check_case)
+        return assemble(record, [Result(record.name, "", 0, "float64", "contract", "(cases)",
+                                        "error", kind="exception",
+                                        message=f"sampling cases raised {type(exc).__name__}: "
+                                                f"{exc}; check dims and derive")])
+    report = assemble(record, [r for case in todo for r in check_case(record, case, checks)])
+    if shrink and report.failures and report.rejected:
+        report.diagnoses += smallest_failing(record, report, check_case)
     return report
 
 

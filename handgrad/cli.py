@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from handgrad import config, scaffold
-from handgrad.check import check
-from handgrad.discovery import discover
+import torch
+
+from handgrad import config, parallel, scaffold, summary
+from handgrad.discovery import discover_sources
 from handgrad.report import STATUS_WORD, Report
 
 
@@ -33,17 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.add_argument("--verbose", "-v", action="store_true", help="print every tensor's row")
     p.add_argument("--list", action="store_true", help="list the derivations and exit")
-    p.add_argument("--path", action="append", default=None, metavar="PATH",
-                   help="folder or .py file of records (repeatable; default: [tool.handgrad] "
-                        "paths of the nearest pyproject.toml)")
+    p.add_argument("--path", action="append", default=None, metavar="PATH", nargs="+",
+                   help="folders or .py files of records (repeatable; default: "
+                        "[tool.handgrad] paths of the nearest pyproject.toml)")
+    p.add_argument("-j", "--jobs", type=parallel.jobs_from, default=1, metavar="N",
+                   help="worker processes, or 'auto' for every core (default 1)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per case: a case running longer is stopped and reported (runs the "
+                        "cases in worker processes)")
+    p.add_argument("--summary-csv", metavar="FILE", help="one row per path: its records and "
+                   "how many behaved as expected (for many submissions)")
+    p.add_argument("--summary-json", metavar="FILE", help="the same summary as JSON")
     return p
 
 
 def select(records, names: list[str]):
+    """The (path, record) pairs whose name is one of ``names`` or starts with one."""
     if not names:
         return records, []
-    chosen = [r for r in records if any(r.name == n or r.name.startswith(n) for n in names)]
-    unknown = [n for n in names if not any(r.name == n or r.name.startswith(n) for r in records)]
+    chosen = [(p, r) for p, r in records
+              if any(r.name == n or r.name.startswith(n) for n in names)]
+    unknown = [n for n in names
+               if not any(r.name == n or r.name.startswith(n) for _, r in records)]
     return chosen, unknown
 
 
@@ -111,28 +123,31 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv[1:])
-    records, broken = discover(args.path)
-    if not records and not broken and args.path is None:
+    paths = [p for group in args.path for p in group] if args.path else None
+    sources = discover_sources(paths)
+    records = [(path, r) for path, rs, _ in sources for r in rs]
+    broken = [b for _, _, bs in sources for b in bs]
+    if not records and not broken and paths is None:
         print("handgrad: no records: give --path DIR (or a .py file), or set [tool.handgrad] "
               "paths = [\"grads\"] in your pyproject.toml", file=sys.stderr)
         return 2
     chosen, unknown = select(records, args.names)
     if args.list:
-        for r in chosen:
+        for _, r in chosen:
             print(f"{r.name:32s} {'expect ' + r.expect:16s} {r.erratum or r.doc}")
         return 0
-    reports: list[Report] = []
     problems = [f"{b.module}: {b.message}" for b in broken]
     problems += [f"no derivation matches {n!r}" for n in unknown]
     started = time.perf_counter()
-    for record in chosen:
-        try:
-            dims = args.dims if args.dims is not None else None
-            reports.append(check(record, args.seed, args.cases, dims=dims,
-                                 data_seed=args.data_seed if dims else None))
-        except Exception as exc:  # noqa: BLE001 - one record never takes the run down
-            problems.append(f"{record.name}: checking raised {type(exc).__name__}: {exc}")
+    options = parallel.Options(seed=args.seed, cases=args.cases, dims=args.dims,
+                               data_seed=args.data_seed if args.dims else None)
+    # One torch thread, as in each worker of -j N: the same float32 rounding either way, and
+    # the check's small tensors run no slower for it.
+    torch.set_num_threads(1)
+    reports = parallel.check_many(chosen, options, jobs=args.jobs, timeout=args.timeout)
     elapsed = time.perf_counter() - started
+    if args.summary_csv or args.summary_json:
+        summary.write(sources, chosen, reports, args.summary_csv, args.summary_json)
     if args.json:
         print(json.dumps([{**r.as_dict(), "expect": rep.expect}
                           for rep in reports for r in rep.results], indent=1))

@@ -150,24 +150,24 @@ def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation
     return list(records.values()), broken
 
 
-def discover(paths: Iterable[str | Path] | None = None) -> tuple[list[Derivation], list[Broken]]:
-    """(records, broken) over ``paths`` (default: the configured ``[tool.handgrad] paths``).
-    A name found twice across paths is reported; a broken file never hides the others."""
+def discover_sources(paths: Iterable[str | Path] | None = None
+                     ) -> list[tuple[str, list[Derivation], list[Broken]]]:
+    """(path, records, broken) per path (default: the configured ``[tool.handgrad] paths``).
+    Names are unique within a path; several paths (one folder per student) may reuse them."""
     cfg = config.load()
-    paths = [Path(p) for p in paths] if paths is not None else list(cfg.paths)
-    records: dict[str, Derivation] = {}
-    broken = [Broken("pyproject.toml", p) for p in cfg.problems]
-    for path in paths:
-        found, bad = discover_path(path, cfg.root)
-        broken += bad
-        for record in found:
-            if record.name in records:
-                broken.append(Broken(record.origin, f"the name {record.name!r} is also used in "
-                                                     f"{records[record.name].origin}; rename "
-                                                     "one"))
-                continue
-            records[record.name] = record
-    return list(records.values()), broken
+    chosen = [str(p) for p in paths] if paths is not None else [str(p) for p in cfg.paths]
+    out = [("pyproject.toml", [], [Broken("pyproject.toml", p) for p in cfg.problems])] \
+        if cfg.problems else []
+    for path in chosen:
+        out.append((path, *discover_path(Path(path), cfg.root)))
+    return out
+
+
+def discover(paths: Iterable[str | Path] | None = None) -> tuple[list[Derivation], list[Broken]]:
+    """(records, broken) over ``paths`` (default: the configured ``[tool.handgrad] paths``); a
+    broken file never hides the others."""
+    sources = discover_sources(paths)
+    return ([r for _, rs, _ in sources for r in rs], [b for _, _, bs in sources for b in bs])
 
 
 def derivations(paths: Iterable[str | Path] | None = None) -> list[Derivation]:
@@ -176,7 +176,11 @@ def derivations(paths: Iterable[str | Path] | None = None) -> list[Derivation]:
 
 
 def find(name: str, paths: Iterable[str | Path] | None = None) -> Derivation:
-    records = {r.name: r for r in derivations(paths)}
+    found = derivations(paths)
+    records = {r.name: r for r in found}
+    twice = sorted({r.origin for r in found if r.name == name})
+    if len(twice) > 1:
+        raise DerivationError(f"{name!r} is defined in {twice}; give the one path to check")
     if name not in records:
         close = sorted(n for n in records if name.split("-")[0] in n)[:8]
         raise DerivationError(f"no derivation named {name!r}" +

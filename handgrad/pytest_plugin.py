@@ -12,7 +12,8 @@ file:
 
 Options: ``--grad-seed`` (seed of the case sampler), ``--grad-cases`` (cases per record),
 ``--grad-path`` (record folder or file, repeatable). The paths are added to what a plain
-``pytest`` collects; ``pytest some/file.py`` collects only what it names.
+``pytest`` collects, and to what ``pytest some/file.py --grad-path P`` names; ``pytest
+some/file.py`` alone collects only what it names.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _record_paths(config: pytest.Config) -> list[Path]:
 def pytest_configure(config: pytest.Config) -> None:
     paths = _record_paths(config)
     config.stash[_PATHS] = paths
-    if config.args_source == pytest.Config.ArgsSource.ARGS:
+    if config.args_source == pytest.Config.ArgsSource.ARGS and not config.getoption("--grad-path"):
         return
     for path in paths:
         covered = any(path.is_relative_to(Path(a).resolve()) for a in config.args

@@ -159,7 +159,8 @@ def test_a_reference_raising_only_in_float64_is_an_error_result_not_a_crash(caps
     assert all("slow_conv2d" in r.message and "fix the PyTorch reference" in r.message
                for r in errors)
     # The CLI carries on with the other records, and reports each.
-    monkeypatch.setattr(cli, "discover", lambda paths: ([fragile, LINEAR], []))
+    monkeypatch.setattr(cli, "discover_sources",
+                        lambda paths: [("here", [fragile, LINEAR], [])])
     assert cli.main(["check", "--cases", "2", "--json"]) == 1
     rows = json.loads(capsys.readouterr().out)
     assert {r["derivation"] for r in rows} == {"linear-fragile-reference", "linear"}
