@@ -39,6 +39,7 @@ class HandRun:
     float64)."""
 
     out: np.ndarray | None = None
+    dout: np.ndarray | None = None  # the upstream gradient backward was given
     grads: dict[str, np.ndarray] = field(default_factory=dict)
     problems: list[tuple[str, str, str, str]] = field(default_factory=list)
     fatal: bool = False
@@ -137,8 +138,8 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
         if _changed(pristine[k], args[k]):
             run.add(k, "mutated-input", f"forward wrote into input {k!r}; work on a copy "
                     f"({k} = {k}.copy()) or use out-of-place operations")
-    up = np.array(dout, copy=True)
-    up_digest = _digest(up)
+    run.dout = np.array(dout(out.shape) if callable(dout) else dout, copy=True)
+    up = run.dout.copy()
     before = fingerprint(result[1])
     out_digest = _digest(np.asarray(result[0])) if isinstance(result[0], np.ndarray) else None
     try:
@@ -146,7 +147,7 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
     except Exception as exc:  # noqa: BLE001
         run.add("(backward)", *raised("backward", exc, ""), True)
         return out, None
-    if _digest(up) != up_digest:
+    if _digest(up) != _digest(run.dout):
         run.add("(upstream)", "mutated-upstream", "backward wrote into its upstream gradient "
                 "dout; compute into a new array (dx = dout * ..., not dout *= ... or "
                 "dout[mask] = 0)")
@@ -191,8 +192,9 @@ def _dtype_problem(run: HandRun, tensor: str, what: str, got: np.dtype, dtype: s
     return True
 
 
-def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
-             dtype: str) -> HandRun:
+def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout, dtype: str) -> HandRun:
+    """Forward and backward under the contract; ``dout`` is the upstream gradient, or a function
+    of the output's shape that makes it."""
     run = HandRun()
     out, grads = call_hand(record, inputs, dout, run)
     if run.fatal:
@@ -229,7 +231,7 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndar
                     f"{int((~np.isfinite(g)).sum())} of {g.size} entries")
             continue
         run.grads[k] = g.copy()
-    _check_repeatable(record, inputs, dout, run)
+    _check_repeatable(record, inputs, run.dout, run)
     return run
 
 

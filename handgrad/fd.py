@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handgrad.kinks import kinked, rounding_noise, value_noise
+from handgrad.kinks import kinked, value_noise
 from handgrad.record import Derivation
 
 EPS = float(np.finfo(np.float64).eps)
@@ -27,8 +27,8 @@ STEP = 0.25 * EPS ** 0.2
 # R = (4 D(h/2) - D(h)) / 3 weighs the four evaluations by 3/h in all; each carries a rounding
 # error of about depth * eps * sum|terms|, and 10 layers of depth is generous here. A loss that
 # cancels internally (log-sum-exp minus the logit) rounds at the size of its intermediates, not
-# of its value, so the measured noise of S (``noise_level``) also enters: 10 sigma / h bounds
-# R's noise, whose standard deviation is about 1.9 sigma / h.
+# of its value, so the measured noise of S (:func:`handgrad.kinks.rounding_noise`) also enters:
+# 10 sigma / h bounds R's noise, whose standard deviation is about 1.9 sigma / h.
 ROUNDOFF_FACTOR = 30.0
 NOISE_FACTOR = 10.0
 COMPLEX_STEP = 1e-30
@@ -81,16 +81,6 @@ def objective(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
     return evaluate
 
 
-def noise_level(evaluate, name: str, x: np.ndarray, rng: np.random.Generator) -> float:
-    """Standard deviation of the rounding noise of S near x, along a random direction, with
-    values 1e-6 apart (see :func:`handgrad.kinks.rounding_noise`)."""
-    x = np.asarray(x, dtype=np.float64)
-    v = rng.standard_normal(x.shape)
-    v /= max(float(np.abs(v).max(initial=0.0)), 1e-300)
-    delta = 1e-6 * max(1.0, float(np.abs(x).max(initial=0.0)))
-    return rounding_noise(lambda t: _real(evaluate, name, x + t * v)[0], delta)
-
-
 def _richardson(f: Callable[[float], tuple[float, float]], h: float, centre: tuple[float, float],
                 noise: float = 0.0) -> tuple:
     """(R, truncation bound, round-off bound, forward and backward one-sided differences,
@@ -127,11 +117,13 @@ def _estimate(rows: list[tuple]) -> Estimate:
     return Estimate(*(c.astype(np.float64) for c in columns[:5]), columns[5].astype(bool))
 
 
-def elementwise(evaluate, name: str, x: np.ndarray, indices=None, noise: float = 0.0) -> Estimate:
-    """Per-element Richardson central differences of S with respect to input ``name``."""
+def elementwise(evaluate, name: str, x: np.ndarray, indices=None, noise: float = 0.0,
+                centre: tuple[float, float] | None = None) -> Estimate:
+    """Per-element Richardson central differences of S with respect to input ``name``;
+    ``centre``: (S, magnitude) at x when already known."""
     x = np.asarray(x, dtype=np.float64)
     flat_indices = range(x.size) if indices is None else indices
-    centre = _real(evaluate, name, x)
+    centre = centre or _real(evaluate, name, x)
     rows = []
     for i in flat_indices:
         h = STEP * max(1.0, abs(x.flat[i]))
@@ -145,13 +137,13 @@ def elementwise(evaluate, name: str, x: np.ndarray, indices=None, noise: float =
     return _estimate(rows)
 
 
-def directional(evaluate, name: str, x: np.ndarray, v: np.ndarray,
-                noise: float = 0.0) -> Estimate:
+def directional(evaluate, name: str, x: np.ndarray, v: np.ndarray, noise: float = 0.0,
+                centre: tuple[float, float] | None = None) -> Estimate:
     """Richardson estimate of d/dt S(x + t v) at t = 0, i.e. <dS/dx, v>."""
     x = np.asarray(x, dtype=np.float64)
     h = STEP * max(1.0, float(np.abs(x).max(initial=0.0))) / max(float(np.abs(v).max()), 1e-300)
     rows = [_richardson(lambda t: _real(evaluate, name, x + t * v), h,
-                        _real(evaluate, name, x), noise)]
+                        centre or _real(evaluate, name, x), noise)]
     return _estimate(rows)
 
 

@@ -13,6 +13,7 @@ from handgrad.autograd import run_reference, to_tensors
 from handgrad.cases import full_dims
 from handgrad.compare import compare
 from handgrad.diagnose import diagnose
+from handgrad.kinks import rounding_noise
 from handgrad.report import Result
 from handgrad.taylor import taylor_test
 from handgrad.tolerances import tolerance
@@ -68,19 +69,52 @@ def _evaluate(run):
     return run.evaluate
 
 
-def _noise(run, key: str) -> float:
-    if key not in run.noise:
-        run.noise[key] = fd.noise_level(_evaluate(run), key, run.inputs[key], _rng(run, 5, key))
-    return run.noise[key]
+def _centre(run) -> tuple[float, float]:
+    """(S, sum |terms|) at the case's point, shared by every finite difference of the case."""
+    if run.centre is None:
+        run.centre = _evaluate_all(run)({})
+    return run.centre
+
+
+def _noise(run) -> float:
+    """The rounding noise of S at the case's point, measured once along a random direction over
+    every usable input (it is a property of S's computation there, not of the input moved)."""
+    if run.sigma is None:
+        keys = usable(run)
+        rng = np.random.default_rng([run.case.data_seed, 5])
+        base = {k: np.asarray(run.inputs[k], np.float64) for k in keys}
+        moves = {}
+        for k in keys:
+            v = rng.standard_normal(base[k].shape)
+            moves[k] = v / max(float(np.abs(v).max(initial=0.0)), 1e-300) \
+                * max(1.0, float(np.abs(base[k]).max(initial=0.0)))
+        evaluate_all = _evaluate_all(run)
+        run.sigma = rounding_noise(
+            lambda t: evaluate_all({k: base[k] + t * moves[k] for k in keys})[0], 1e-6)
+    return run.sigma
+
+
+def _evaluate_all(run):
+    """S with several inputs replaced at once: ``f({name: value}) -> (S, sum |terms|)``."""
+    up = np.asarray(run.dout, np.float64)
+
+    def evaluate_all(params: dict[str, np.ndarray]):
+        args = {k: v.copy() for k, v in run.inputs.items()}
+        args.update({k: np.array(v, dtype=np.float64) for k, v in params.items()})
+        out, _ = run.record.forward(**args)
+        terms = up * np.asarray(out)
+        return float(terms.sum()), float(np.abs(terms).sum())
+
+    return evaluate_all
 
 
 def _central(run, key: str) -> fd.Estimate:
     """Central differences for input ``key``: per element (flat) or along the case's directions."""
     x = run.inputs[key]
     if _elementwise(run):
-        return fd.elementwise(_evaluate(run), key, x, noise=_noise(run, key))
-    return fd.Estimate.join([fd.directional(_evaluate(run), key, x, v, _noise(run, key))
-                             for v in _directions(run, key)])
+        return fd.elementwise(_evaluate(run), key, x, noise=_noise(run), centre=_centre(run))
+    return fd.Estimate.join([fd.directional(_evaluate(run), key, x, v, _noise(run),
+                                            _centre(run)) for v in _directions(run, key)])
 
 
 def finite_differences(run) -> None:
@@ -107,7 +141,7 @@ def _fd_fallback(run, key: str, tol) -> None:
     """Per-element differences where a directional check failed (a sample on big tensors)."""
     x, hand = run.inputs[key], run.hand.grads[key]
     idx = _probe_indices(run, key, x.size)
-    est = fd.elementwise(_evaluate(run), key, x, idx, _noise(run, key))
+    est = fd.elementwise(_evaluate(run), key, x, idx, _noise(run), _centre(run))
     where = "" if idx.size == x.size else f" ({idx.size} of {x.size} entries)"
     judge_fd(run, key, hand.ravel()[idx], est, tol, "elementwise fallback" + where, idx)
 
@@ -192,7 +226,7 @@ def _subgradient(run, key: str, flat: np.ndarray, outside: np.ndarray, tol,
     v = np.zeros(x.size)
     v[flat if moving is None else moving] = 1.0
     v = v.reshape(x.shape)
-    est = fd.directional(_evaluate(run), key, x, v, _noise(run, key))
+    est = fd.directional(_evaluate(run), key, x, v, _noise(run), _centre(run))
     projected = np.array([np.vdot(hand, v)])
     right, wrong, _, _ = _verdicts(projected, est, tol)
     where = f"{flat.size} entries lie on a kink (a tie of a max, a relu at 0, ...)"
@@ -221,7 +255,8 @@ def kinks_of(run, key: str, flat: np.ndarray, partners: np.ndarray) -> KinkSet |
     known = run.kinks.get(key)
     if known is None and not _elementwise(run):
         idx = flat if flat.size <= ENTRY_PROBES else flat[:ENTRY_PROBES]
-        est = fd.elementwise(_evaluate(run), key, run.inputs[key], idx, _noise(run, key))
+        est = fd.elementwise(_evaluate(run), key, run.inputs[key], idx, _noise(run),
+                             _centre(run))
         hand = run.hand.grads[key].ravel()[idx]
         tol = tolerance("float64", "fd", run.record.tolerances)
         _, _, _, outside = _verdicts(hand, est, tol)
@@ -271,18 +306,10 @@ def taylor(run) -> None:
     keys = usable(run)
     if not keys:
         return
-    base = dict(run.inputs)
-    up = np.asarray(run.dout, np.float64)
-
-    def evaluate_all(params: dict[str, np.ndarray]):
-        out, _ = run.record.forward(**{**{k: v.copy() for k, v in base.items()}, **params})
-        terms = up * np.asarray(out)
-        return float(terms.sum()), float(np.abs(terms).sum())
-
     rng = np.random.default_rng([run.case.data_seed, 4])
     with np.errstate(all="ignore"):
-        t = taylor_test(evaluate_all, {k: base[k] for k in keys},
-                        {k: run.hand.grads[k] for k in keys}, rng)
+        t = taylor_test(_evaluate_all(run), {k: run.inputs[k] for k in keys},
+                        {k: run.hand.grads[k] for k in keys}, rng, sigma=_noise(run))
     run.taylor = t
     run.result("taylor", "(all)", t.status, kind="" if t.status != "fail" else "first-order",
                message=t.message, max_rel=t.slope)

@@ -45,7 +45,7 @@ class TaylorResult:
     steps: tuple[float, ...]
     remainders: tuple[float, ...]
     floors: tuple[float, ...]
-    kinks: tuple[bool, ...]  # per step: the stencil [-h, h] straddles a kink
+    kinks: tuple[bool, ...]  # per step: the stencil [-h, h] straddles a kink (where tested)
     fit: tuple[int, ...]  # indices of the steps the slope was fitted over
     message: str
 
@@ -55,7 +55,8 @@ class TaylorResult:
 
     @property
     def radius(self) -> float:
-        """The largest step whose stencil and every smaller one are kink-free (0: none)."""
+        """The largest tested step whose stencil and every smaller one are kink-free (0: none;
+        the kink test runs from the fit's steps down)."""
         start = _clean_from(self.kinks)
         return self.steps[start] if start < len(self.steps) else 0.0
 
@@ -67,8 +68,13 @@ def _clean_from(kinks: tuple[bool, ...]) -> int:
 
 
 def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-                rng: np.random.Generator) -> TaylorResult:
-    """``evaluate_all(perturbed) -> (S, magnitude)`` with ``perturbed`` a dict of inputs."""
+                rng: np.random.Generator, sigma: float | None = None) -> TaylorResult:
+    """``evaluate_all(perturbed) -> (S, magnitude)`` with ``perturbed`` a dict of inputs;
+    ``sigma``: the rounding noise of S, measured here when not given.
+
+    The walk goes down the steps on the +h side first; the -h side, which only the kink test
+    needs, is evaluated from the steps the slope would be fitted over downwards, and further
+    down while the smallest stencils still straddle a kink."""
     direction = {}
     for k, p in params.items():
         rms = float(np.sqrt(np.mean(np.square(p)))) if p.size else 0.0
@@ -79,50 +85,74 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
         return float(s), mag
 
     s0, mag0 = at(0.0)
-    sigma = rounding_noise(lambda t: at(t)[0], 1e-6)
+    if sigma is None:
+        sigma = rounding_noise(lambda t: at(t)[0], 1e-6)
     slope_term = float(sum(np.vdot(grads[k], direction[k]) for k in params))
     eps = float(np.finfo(np.float64).eps)
-    steps, rems, floors, plus, minus, mags = [], [], [], [], [], []
-    marked: list[bool] = []
-    h, quiet = 1.0, 0
-    for _ in range(HALVINGS):
-        (sp, magp), (sm, magm) = at(h), at(-h)
+    steps, rems, floors, plus, mags = [], [], [], [], []
+    minus: dict[int, tuple[float, float]] = {}
+
+    def step() -> bool:
+        """One more (smaller) step on the +h side; whether its remainder is above the floor."""
+        h = steps[-1] / 2 if steps else 1.0
+        sp, magp = at(h)
         r = abs(sp - s0 - h * slope_term)
-        floor = max(FLOOR_FACTOR * eps * (mag0 + magp + abs(h * slope_term)), NOISE_FLOOR * sigma)
         steps.append(h)
         rems.append(r)
-        floors.append(floor)
+        floors.append(max(FLOOR_FACTOR * eps * (mag0 + magp + abs(h * slope_term)),
+                          NOISE_FLOOR * sigma))
         plus.append(sp)
-        minus.append(sm)
-        mags.append(max(mag0, magp, magm))
-        if len(steps) > 1:
-            i = len(steps) - 2
-            marked.append(bool(kinked(s0, plus[i], minus[i], plus[i + 1], minus[i + 1],
-                                      value_noise(sigma, max(mags[i], mags[i + 1])))))
-            # A step is quiet when its remainder is at the floor and its stencil smooth.
-            quiet = quiet + 1 if not (rems[i] > floors[i] and np.isfinite(rems[i]))  \
-                and not marked[-1] else 0
-            if quiet >= STOP_AFTER:
-                break
-        h /= 2
+        mags.append(max(mag0, magp))
+        return bool(r > floors[-1] and np.isfinite(r))
+
+    def marked(i: int) -> bool:
+        for j in (i, i + 1):
+            if j not in minus:
+                minus[j] = at(-steps[j])
+        return bool(kinked(s0, plus[i], minus[i][0], plus[i + 1], minus[i + 1][0],
+                           value_noise(sigma, max(mags[i], mags[i + 1], minus[i][1],
+                                                  minus[i + 1][1]))))
+
+    quiet = 0
+    while len(steps) < HALVINGS and quiet < STOP_AFTER:
+        quiet = 0 if step() else quiet + 1
+    above = [i for i in range(len(steps)) if rems[i] > floors[i] and np.isfinite(rems[i])]
+    first = max((above[-FIT_POINTS:] or [len(steps) - 1])[0] - 1, 0)
+    flags: dict[int, bool] = {}
+    while True:
+        for i in range(first, len(steps) - 1):
+            if i not in flags:
+                flags[i] = marked(i)
+        last = max((i for i, f in flags.items() if f), default=-1)
+        tail = [i for i in range(last + 1, len(steps))]
+        settled = len(tail) > STOP_AFTER and not any(
+            rems[i] > floors[i] for i in tail[-STOP_AFTER:])
+        if last < 0 or settled or len(steps) >= HALVINGS:
+            break
+        step()  # the smallest stencils still straddle a kink: go further down
     # The smallest step has no half step to test with: it inherits its neighbour's mark.
-    kinks = tuple(marked + marked[-1:]) if marked else (False,)
-    start = _clean_from(kinks)
+    kinks = tuple(flags.get(i, False) for i in range(len(steps) - 1)) + (
+        flags.get(len(steps) - 2, False),)
+    start = max(_clean_from(kinks), first)
     above = [i for i in range(start, len(steps)) if rems[i] > floors[i] and np.isfinite(rems[i])]
     fit = tuple(above[-FIT_POINTS:])
+    kink_seen = any(kinks)
 
     def result(status: str, slope: float, message: str) -> TaylorResult:
         return TaylorResult(status, slope, tuple(steps), tuple(rems), tuple(floors), kinks, fit,
                             message)
 
+    if not kink_seen and not any(r > f and np.isfinite(r) for r, f in zip(rems, floors)):
+        return result("pass", float("nan"), "remainder at the round-off floor at every step: "
+                      "the first-order model is exact to working precision")
     if start >= len(steps):
         return result("unreliable", float("nan"),
                       f"the point lies on a kink along the test direction (the stencil [-h, h] "
                       f"is not smooth down to h = {steps[-1]:.1e}): a one-sided remainder cannot "
                       "judge a gradient there; the finite-difference check judges it as a "
                       "subgradient")
-    where = "" if start == 0 else (f" (steps above h = {steps[start]:.1e} left out: the forward "
-                                   "is not smooth there, a kink or strong curvature)")
+    where = "" if not kink_seen else (f" (steps above h = {steps[start]:.1e} left out: the "
+                                      "forward is not smooth there, a kink or strong curvature)")
     if len(fit) >= 3:
         logh, logr = np.log([steps[i] for i in fit]), np.log([rems[i] for i in fit])
         slope = float(np.polyfit(logh, logr, 1)[0])
@@ -135,9 +165,6 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
         return result("unreliable", float("nan"),
                       f"only {len(fit)} kink-free steps above the round-off floor{where}; no "
                       "slope to fit")
-    if start == 0:
-        return result("pass", float("nan"), "remainder at the round-off floor at every step: "
-                      "the first-order model is exact to working precision")
     resolution = floors[start] / max(steps[start] * abs(slope_term), 1e-300)
     if resolution <= RESOLVED:
         return result("pass", float("nan"),
