@@ -189,12 +189,21 @@ Bengio, 2010) the gradient at the input shrinks by ~4 per layer, to where the fi
 round-off (eps |L| / h ~ 1e-11) drowns it."""
 
 
+def live_bias(rng: np.random.Generator, shape, dims) -> np.ndarray:
+    """Biases uniform on [0.2, 1) for relu: with zero-mean biases about half the units of a small
+    net are off, and one layer with every unit off zeroes every gradient below it (a vacuous
+    check); positive biases keep most units on, and the engine's redraws do the rest."""
+    return rng.uniform(0.2, 1.0, size=shape)
+
+
 def make(f: str, name: str = "", **changes) -> Derivation:
     """The network record with activation f and 2x2 pooling; ``changes`` overrides fields."""
     p = 2
     gain = GAIN.get(f, 1.0)
     weights = {k: partial(uniform_fan_in, gain=gain) for k in ("W1", "W2", "W3", "W4", "W5")}
     coefficients = {k: partial(pool_coefficient, gain=gain) for k in ("w1", "w2")}
+    if f == "relu":
+        coefficients |= {k: live_bias for k in ("b1", "a1", "b2", "a2", "b3", "b4")}
     fields = {
         "name": name or ("lenet5" if f == "scaled-tanh" else f"lenet5-{f}"),
         "forward": partial(forward, f=f, p=p),
