@@ -1,9 +1,12 @@
 """handgrad: prove hand-derived backpropagation right or wrong.
 
     import handgrad
-    handgrad.derivations()                      # every discovered Derivation record
+    handgrad.derivations()                      # the records of [tool.handgrad] paths
+    handgrad.derivations(["grads/"])            # ... or of any folder or file
     report = handgrad.check("mlp-ce-tanh", seed=0, cases=4)
-    report.passed, report.results[0].as_dict()
+    report.passed, report.kind, report.results[0].as_dict()
+
+    from handgrad import adapt                  # course-style code as records, one call each
 """
 
 from handgrad.check import check

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from handgrad import oracles
+from handgrad import oracles, reconcile
 from handgrad.autograd import OutputShapeError, autograd_oracle
 from handgrad.cases import Case, build_inputs, full_dims, sample_cases, upstream
 from handgrad.compare import compare
@@ -173,10 +173,10 @@ def _check_case(record: Derivation, case: Case, checks: set[str]) -> list[Result
             for name in sorted((checks | {"float32"}) & set(record.skip)):
                 run.result(name, "(all)", "skipped", message=record.skip[name])
         else:
-            _reconcile_kinks(run, run64)
+            reconcile.kinks(run, run64)
         if dtype == "float64":
-            _reconcile_kinks(run, run)
-            _reconcile_taylor(run)
+            reconcile.kinks(run, run)
+            reconcile.taylor(run)
         results += run.results
     return results
 
@@ -364,77 +364,3 @@ def _rounding_of_reference(run: CaseRun, ref_out, ref_grads) -> dict[str, float]
     spread = {k: float(np.abs(ref_grads[k] - grads64[k]).max(initial=0.0)) for k in grads64}
     spread["(output)"] = float(np.abs(ref_out - out64).max(initial=0.0))
     return {k: ROUNDING_MARGIN * v for k, v in spread.items()}
-
-
-def _reconcile_kinks(run: CaseRun, run64: CaseRun) -> None:
-    """Autograd (and descent) mismatches that sit only on kinks are judged by the subgradient
-    test: where the hand value passed it, torch chose another valid subgradient (unreliable, not
-    wrong); where it failed, the kind is "subgradient". Intermediates follow when every input's
-    mismatch sat on kinks."""
-    tol = tolerance(run.dtype, "autograd", run.record.tolerances)
-    verdicts = []
-    for i, r in enumerate(run.results):
-        if r.status != "fail" or r.check not in ("autograd", "descent") \
-                or r.tensor not in run.record.differentiable or r.kind == "wrong-shape":
-            continue
-        kinks = run64.kinks.get(r.tensor)
-        hand, ref = run.hand.grads.get(r.tensor), run.ref_grads.get(r.tensor)
-        bad = None
-        if r.check == "autograd" and hand is not None and ref is not None:
-            scale = float(np.abs(ref).max(initial=0.0))
-            bad = np.flatnonzero(np.abs(hand - ref) > tol["atol"] * scale
-                                 + tol["rtol"] * np.abs(ref))
-            if kinks is None and r.tensor in oracles.usable(run64):
-                with guarded(run64, "fd", r.tensor, "probing entries for kinks",
-                             "the forward must run on perturbed float64 inputs"):
-                    kinks = oracles.kinks_of(run64, r.tensor, bad,
-                                             np.flatnonzero(run64.ref_grads[r.tensor]))
-        if kinks is None or (bad is not None and not kinks.explains(bad)):
-            verdicts.append(None)
-            continue
-        accepted = kinks.accepts(bad if bad is not None else np.zeros(0, dtype=int))
-        verdicts.append(accepted)
-        run.results[i] = _at_kinks(r, kinks, accepted)
-    if verdicts and None not in verdicts:
-        for i, r in enumerate(run.results):
-            if r.status == "fail" and r.check in ("autograd", "descent") \
-                    and r.tensor in run.record.intermediates:
-                run.results[i] = _at_kinks(r, None, all(verdicts))
-
-
-def _at_kinks(r: Result, kinks, accepted: bool) -> Result:
-    where = (f"the mismatch sits on {kinks.indices.size} entries on a kink"
-             if kinks is not None else "downstream of inputs whose mismatch sits on kinks")
-    if accepted:
-        return dataclasses.replace(r, status="unreliable", kind="",
-                                   message=f"{where}, where torch picked another subgradient "
-                                           "than the hand code and the hand value passed the "
-                                           "subgradient test (see fd): autograd cannot judge it")
-    return dataclasses.replace(r, kind="subgradient",
-                               message=f"{where}, and the hand value there is not a valid "
-                                       "subgradient" + (f": {kinks.message}" if kinks else ""))
-
-
-def _reconcile_taylor(run: CaseRun) -> None:
-    """A Taylor slope alone never calls a gradient wrong that every exact oracle, at tight
-    tolerance, finds right (a kink the test could not see is likelier), nor at a point that
-    finite differences found on a kink (the one-sided remainder there measures the distance
-    between the hand's subgradient and the right derivative, which the subgradient test judges)."""
-    idx = next((i for i, r in enumerate(run.results)
-                if r.check == "taylor" and r.status == "fail"), None)
-    if idx is None:
-        return
-    keys = oracles.usable(run)
-    confirmed = {(r.check, r.tensor) for r in run.results
-                 if r.tensor in keys and r.check in ("autograd", "fd") and r.status == "pass"}
-    needed = {("fd", k) for k in keys} | ({("autograd", k) for k in keys} if run.ref_grads
-                                          else set())
-    on_kink = [k for k, kinks in run.kinks.items() if kinks.indices.size]
-    if not (needed <= confirmed or on_kink):
-        return
-    why = (f"the point lies on kinks of {', '.join(on_kink)} (see fd)" if on_kink else
-           "autograd and finite differences find every gradient right at tight tolerance: a "
-           "kink along the test direction is likelier than a wrong gradient")
-    r = run.results[idx]
-    run.results[idx] = dataclasses.replace(r, status="unreliable", kind="",
-                                           message=f"{r.message}; not a verdict: {why}")

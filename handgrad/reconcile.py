@@ -1,0 +1,94 @@
+"""Reconciling the oracles of one case, where one of them cannot judge what the others can.
+
+At a kink (a tie of a max, a relu at 0) autograd returns torch's choice of subgradient, which
+may differ from a right hand value: the subgradient test of the finite differences decides
+there. A Taylor slope may be bent by a kink the test could not see: the exact oracles decide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from handgrad import oracles
+from handgrad.report import Result
+from handgrad.tolerances import tolerance
+
+
+def kinks(run, run64) -> None:
+    """Autograd (and descent) mismatches that sit only on kinks are judged by the subgradient
+    test: where the hand value passed it, torch chose another valid subgradient (unreliable, not
+    wrong); where it failed, the kind is "subgradient". Intermediates follow when every input's
+    mismatch sat on kinks."""
+    tol = tolerance(run.dtype, "autograd", run.record.tolerances)
+    verdicts = []
+    for i, r in enumerate(run.results):
+        if r.status != "fail" or r.check not in ("autograd", "descent") \
+                or r.tensor not in run.record.differentiable or r.kind == "wrong-shape":
+            continue
+        kinks = run64.kinks.get(r.tensor)
+        hand, ref = run.hand.grads.get(r.tensor), run.ref_grads.get(r.tensor)
+        bad = None
+        if r.check == "autograd" and hand is not None and ref is not None:
+            scale = float(np.abs(ref).max(initial=0.0))
+            bad = np.flatnonzero(np.abs(hand - ref) > tol["atol"] * scale
+                                 + tol["rtol"] * np.abs(ref))
+            if kinks is None and r.tensor in oracles.usable(run64):
+                try:
+                    kinks = oracles.kinks_of(run64, r.tensor, bad,
+                                             np.flatnonzero(run64.ref_grads[r.tensor]))
+                except Exception as exc:  # noqa: BLE001 - the forward raised off the point
+                    run64.result("fd", r.tensor, "error", kind="exception",
+                                 message=f"probing entries for kinks raised "
+                                         f"{type(exc).__name__}: {exc}; the forward must run on "
+                                         "perturbed float64 inputs")
+        if kinks is None or (bad is not None and not kinks.explains(bad)):
+            verdicts.append(None)
+            continue
+        accepted = kinks.accepts(bad if bad is not None else np.zeros(0, dtype=int))
+        verdicts.append(accepted)
+        run.results[i] = _at_kinks(r, kinks, accepted)
+    if verdicts and None not in verdicts:
+        for i, r in enumerate(run.results):
+            if r.status == "fail" and r.check in ("autograd", "descent") \
+                    and r.tensor in run.record.intermediates:
+                run.results[i] = _at_kinks(r, None, all(verdicts))
+
+
+def _at_kinks(r: Result, kinks, accepted: bool) -> Result:
+    where = (f"the mismatch sits on {kinks.indices.size} entries on a kink"
+             if kinks is not None else "downstream of inputs whose mismatch sits on kinks")
+    if accepted:
+        return dataclasses.replace(r, status="unreliable", kind="",
+                                   message=f"{where}, where torch picked another subgradient "
+                                           "than the hand code and the hand value passed the "
+                                           "subgradient test (see fd): autograd cannot judge it")
+    return dataclasses.replace(r, kind="subgradient",
+                               message=f"{where}, and the hand value there is not a valid "
+                                       "subgradient" + (f": {kinks.message}" if kinks else ""))
+
+
+def taylor(run) -> None:
+    """A Taylor slope alone never calls a gradient wrong that every exact oracle, at tight
+    tolerance, finds right (a kink the test could not see is likelier), nor at a point that
+    finite differences found on a kink (the one-sided remainder there measures the distance
+    between the hand's subgradient and the right derivative, which the subgradient test judges)."""
+    idx = next((i for i, r in enumerate(run.results)
+                if r.check == "taylor" and r.status == "fail"), None)
+    if idx is None:
+        return
+    keys = oracles.usable(run)
+    confirmed = {(r.check, r.tensor) for r in run.results
+                 if r.tensor in keys and r.check in ("autograd", "fd") and r.status == "pass"}
+    needed = {("fd", k) for k in keys} | ({("autograd", k) for k in keys} if run.ref_grads
+                                          else set())
+    on_kink = [k for k, kinks in run.kinks.items() if kinks.indices.size]
+    if not (needed <= confirmed or on_kink):
+        return
+    why = (f"the point lies on kinks of {', '.join(on_kink)} (see fd)" if on_kink else
+           "autograd and finite differences find every gradient right at tight tolerance: a "
+           "kink along the test direction is likelier than a wrong gradient")
+    r = run.results[idx]
+    run.results[idx] = dataclasses.replace(r, status="unreliable", kind="",
+                                           message=f"{r.message}; not a verdict: {why}")
