@@ -21,7 +21,7 @@ from handgrad.diagnose import diagnose, diagnose_shape
 from handgrad.discovery import find
 from handgrad.localise import localise, smallest_failing
 from handgrad.record import CHECKS, Derivation
-from handgrad.report import Report, Result
+from handgrad.report import Report, Result, remember_record
 from handgrad.tolerances import tolerance
 
 # Two float32 programs for the same sum (pairwise, blocked, sequential) round differently, by
@@ -104,6 +104,7 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
     checks = tuple(checks)
     report = Report(record.name, record.expect, record.erratum, record.doc,
                     expect_kind=record.expect_kind)
+    remember_record(report, record)
     try:
         if dims is not None:
             lows = {k: lo for k, (lo, _) in record.dims.items()}
