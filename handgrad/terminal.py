@@ -22,7 +22,8 @@ from handgrad.report import STATUS_WORD, Report, Result, informativeness
 
 # Outside a terminal nothing is cut: lines are as long as their content (CI logs, files).
 FILE_WIDTH = 1000
-FIGURE_WIDTH = 10
+FIGURE_WIDTH = 8  # "autograd", 1.2e-04
+SLOPE_WIDTH = 10  # slope 2.00
 CASE_WIDTH = 28
 BAD = ("fail", "error", "vacuous")
 
@@ -35,12 +36,23 @@ def console() -> Console:
     return out
 
 
+def emit(out: Console, renderable) -> None:
+    """Print a table; outside a terminal without the padding at the ends of its lines."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
 def _grid(name_width: int) -> Table:
     grid = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1), expand=False)
     grid.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
     grid.add_column(width=5, justify="right", no_wrap=True)
-    for _ in digest.ORACLE_COLUMNS:
-        grid.add_column(width=FIGURE_WIDTH, justify="right", no_wrap=True, overflow="ellipsis")
+    for heading, _, _ in digest.ORACLE_COLUMNS:
+        grid.add_column(width=SLOPE_WIDTH if heading == "taylor" else FIGURE_WIDTH,
+                        justify="right", no_wrap=True, overflow="ellipsis")
     grid.add_column(no_wrap=True, overflow="ellipsis")
     return grid
 
@@ -117,7 +129,7 @@ def block(out: Console, report: Report, verbose: bool = False) -> None:
             out.print(f"  case {short_case(case, seed)} is {case}, data seed {seed}",
                       soft_wrap=True)
     if rows:
-        out.print(results_table(rows))
+        emit(out, results_table(rows))
     if rest:
         out.print(f"  (+{rest} failing rows in other cases; check with --verbose)")
     seen = set()
@@ -180,9 +192,9 @@ class Display:
         if not self.lines:
             return
         if not self.headed:
-            self.out.print(header_line(self.name_width))
+            emit(self.out, header_line(self.name_width))
             self.headed = True
-        self.out.print(summary_line(report, self.name_width))
+        emit(self.out, summary_line(report, self.name_width))
 
     def close(self, reports: Sequence[Report], elapsed: float) -> None:
         """The blocks (every report with ``verbose``, else the unexpected ones) and the
@@ -193,10 +205,11 @@ class Display:
                 self.out.print()
                 block(self.out, rep, self.verbose)
         good = sum(r.as_expected for r in reports)
-        rejected = sum(r.expect == "reject" and r.as_expected for r in reports)
+        errata = [r for r in reports if r.expect == "reject"]
+        rejected = sum(r.as_expected for r in errata)
         self.out.print()
         self.out.print(Text(f"{good}/{len(reports)} derivations as expected "
-                            f"({rejected} known errors rejected, "
+                            f"({rejected} of {len(errata)} known errors rejected, "
                             f"{sum(len(r.results) for r in reports)} results, {elapsed:.1f} s)",
                             style="bold green" if good == len(reports) else "bold red"),
                        soft_wrap=True)
@@ -212,4 +225,4 @@ def list_records(records) -> None:
     table.add_column("what", overflow="fold")
     for r in records:
         table.add_row(r.name, r.expect, r.erratum or r.doc)
-    out.print(table)
+    emit(out, table)
