@@ -160,7 +160,8 @@ class Display:
         self.verbose = verbose
         self.lines = lines
         self.doing = doing
-        self.name_width = max((len(n) for n in names), default=10)
+        self.name_width = max((len(n) for n in names), default=0)
+        self.name_width = max(self.name_width, len("derivation"))
         if self.out.is_terminal:
             self.name_width = min(self.name_width, max(self.out.width // 3, 16))
         self.progress: Progress | None = None
@@ -208,8 +209,8 @@ class Display:
         errata = [r for r in reports if r.expect == "reject"]
         rejected = sum(r.as_expected for r in errata)
         self.out.print()
-        self.out.print(Text(f"{good}/{len(reports)} derivations as expected "
-                            f"({rejected} of {len(errata)} known errors rejected, "
+        known = f"{rejected} of {len(errata)} known errors rejected, " if errata else ""
+        self.out.print(Text(f"{good}/{len(reports)} derivations as expected ({known}"
                             f"{sum(len(r.results) for r in reports)} results, {elapsed:.1f} s)",
                             style="bold green" if good == len(reports) else "bold red"),
                        soft_wrap=True)
