@@ -40,7 +40,8 @@ img.plot{max-width:100%;height:auto;border:1px solid #eee}
 code.math{background:#f4f4f8;padding:0 2px}.note{color:#555;font-style:italic}
 nav{font-size:.9em;margin-bottom:.5em}.doc{max-width:900px}
 .doc h1{font-size:1.25em}.doc h2{font-size:1.1em}.doc h3{font-size:1em}
-.diagnosis{flex:1 1 420px;min-width:0}
+.diagnosis{flex:1 1 400px;min-width:0}
+.heatmaps{flex:0 1 620px;display:flex;flex-direction:column;gap:.6em}
 """
 
 
@@ -114,8 +115,8 @@ def results_table(results: list[Result]) -> str:
 
 
 def diagnosis(report: Report, path: str = "") -> str:
-    """The failure block: the most telling case in full, the failing rows' messages, the
-    localisation and the reproduce command."""
+    """The failure block: the most telling case in full, the localisation and the reproduce
+    command, then the messages of its failing rows."""
     telling = report.telling_case()
     lines = []
     if telling is not None:
@@ -123,12 +124,16 @@ def diagnosis(report: Report, path: str = "") -> str:
         lines.append(f"case {case}, data seed {seed}")
         if not any("reproduce:" in d for d in report.diagnoses):
             lines.append("reproduce: " + reproduce_command(report.derivation, case, seed, path))
-    seen = set()
+    lines += [d.strip() for d in report.diagnoses]
+    seen: set[tuple[str, str]] = set()
     for r in report.failures:
+        if (r.case, r.data_seed) != telling and r.status != "vacuous":
+            continue
         if r.message and (r.tensor, r.message) not in seen and len(seen) < 8:
+            if not seen:
+                lines.append("")
             seen.add((r.tensor, r.message))
             lines.append(f"{r.check} {r.dtype} {r.tensor}: {r.message}")
-    lines += [d.strip() for d in report.diagnoses]
     return f"<pre>{esc(chr(10).join(lines))}</pre>"
 
 
@@ -176,7 +181,7 @@ def body(record: Derivation | None, report: Report, evidence: Evidence | None,
                   if evidence and evidence.case else "") + ".</p>")
     if report.failures:
         out.append('<h2 id="diagnosis">Diagnosis</h2><div class="plots"><div class="diagnosis">'
-                   f"{diagnosis(report, path)}</div><div>{diffs}</div></div>")
+                   f'{diagnosis(report, path)}</div><div class="heatmaps">{diffs}</div></div>')
     out.append('<h2 id="table">Per tensor and oracle</h2>' + matrix_table(record, report, tags))
     if curves:
         out.append(f'<h2 id="curves">Taylor test and finite differences</h2>'

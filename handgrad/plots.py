@@ -159,7 +159,7 @@ def diff(d: TensorDiff) -> str:
     """hand - reference (diverging, centred at zero) next to the reference, for one tensor."""
     label = f"{d.tensor}" + (f" ({d.tag})" if d.tag else "")
     with matplotlib.rc_context(STYLE):
-        fig = _figure(7.2, 3.2)
+        fig = _figure(6.2, 3.0)
         left, right = fig.subplots(1, 2)
         if d.hand.shape != d.ref.shape:
             panels = ((left, d.hand, f"hand {d.hand.shape}"), (right, d.ref,
