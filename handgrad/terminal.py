@@ -3,8 +3,8 @@
 By default one line per derivation as soon as it is checked (name, cases, the worst figure per
 oracle, the verdict), a live progress bar under the lines on a terminal (plain lines when the
 output is a file or a pipe, as in CI), then a block for each unexpected result and a closing
-summary. ``--verbose`` prints every row as before. Tables cut long case descriptions; the block
-above each table gives them in full.
+summary. ``--verbose`` prints every row as before. A table whose case descriptions are too long
+for its column numbers the cases, and the block gives each in full above the table.
 """
 
 from __future__ import annotations
@@ -81,13 +81,19 @@ def header_line(name_width: int) -> Table:
     return grid
 
 
-def short_case(case: str, seed: int) -> str:
-    text = f"{case} s={seed}"
-    return text if len(text) <= CASE_WIDTH else text[:CASE_WIDTH - 1] + "…"
+def case_labels(results: Sequence[Result]) -> dict[tuple[str, int], str]:
+    """How the table names each case: in full when every case fits the column, else by a
+    number (``#1`` in order of informativeness), given in full above the table."""
+    cases = sorted({(r.case, r.data_seed) for r in results}, key=lambda c: informativeness(c[0]))
+    full = {c: f"{c[0]} s={c[1]}" for c in cases}
+    if all(len(text) <= CASE_WIDTH for text in full.values()):
+        return full
+    return {c: f"#{i}" for i, c in enumerate(cases, 1)}
 
 
 def results_table(results: Sequence[Result]) -> Table:
-    """The per-tensor rows; a case description longer than the column is cut (see ``block``)."""
+    """The per-tensor rows, cases named as ``case_labels`` says."""
+    labels = case_labels(results)
     table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold",
                   show_edge=False)
     for heading in ("case", "dtype", "check", "tensor", "max abs", "max rel", "worst index",
@@ -98,7 +104,7 @@ def results_table(results: Sequence[Result]) -> Table:
     for r in results:
         verdict = Text(STATUS_WORD[r.status] + (f" [{r.kind}]" if r.kind else ""),
                        style="red" if r.status in BAD else "")
-        table.add_row(short_case(r.case, r.data_seed), r.dtype, r.check,
+        table.add_row(labels[(r.case, r.data_seed)], r.dtype, r.check,
                       r.tensor + (f" ({r.tag})" if r.tag else ""), _fmt(r.max_abs),
                       _fmt(r.max_rel), str(list(r.worst_index)) if r.worst_index else "-",
                       _fmt(r.hand_value), _fmt(r.ref_value),
@@ -123,11 +129,9 @@ def block(out: Console, report: Report, verbose: bool = False) -> None:
     title = f"== {report.derivation}" + (f"  (transcribes: {report.erratum})"
                                           if report.erratum else "")
     out.print(Text(title, style="bold"), soft_wrap=True)
-    cases = sorted({(r.case, r.data_seed) for r in rows}, key=lambda c: informativeness(c[0]))
-    for case, seed in cases:
-        if short_case(case, seed) != f"{case} s={seed}":
-            out.print(f"  case {short_case(case, seed)} is {case}, data seed {seed}",
-                      soft_wrap=True)
+    for (case, seed), label in case_labels(rows).items():
+        if label.startswith("#"):
+            out.print(f"  case {label}: {case}, data seed {seed}", soft_wrap=True)
     if rows:
         emit(out, results_table(rows))
     if rest:

@@ -65,17 +65,19 @@ def test_one_line_per_derivation_then_blocks_for_the_unexpected_only(monkeypatch
     assert not any(" s=" in row for row in rows)
 
 
-def test_a_long_case_is_cut_in_the_table_and_given_in_full_above_it(monkeypatch, capsys,
-                                                                    records):
+def test_long_cases_are_numbered_in_the_table_and_given_in_full_above_it(monkeypatch, capsys,
+                                                                          records):
     _, out = run(monkeypatch, capsys, records[3:])
     block = out[out.index("== lenet5-claims-right"):]
-    full = re.search(r"case (\S+…) is (\S+), data seed (\d+)", block)
+    full = re.search(r"case (#\d+): (\S+), data seed (\d+)", block)
     assert full, block[:500]
-    short, case, seed = full.groups()
-    assert case.startswith(short[:-1]) and len(short) < len(case)
-    table_rows = [line for line in block.splitlines() if line.startswith(short)]
+    label, case, seed = full.groups()
+    table_rows = [line for line in block.splitlines() if line.startswith(label + " ")]
     assert table_rows and not any(case in row for row in table_rows)
     assert f"--dims {case} --data-seed {seed}" in block  # the reproduce command, in full
+    # Short cases stay in the table as they are.
+    _, out = run(monkeypatch, capsys, records[2:3])
+    assert re.search(r"^C=\d+,M=\d+,N=\d+,d=\d+ s=\d+ +float64 ", out, re.M)
 
 
 def test_verbose_prints_every_row_of_every_derivation(monkeypatch, capsys):
@@ -83,7 +85,8 @@ def test_verbose_prints_every_row_of_every_derivation(monkeypatch, capsys):
     _, out = run(monkeypatch, capsys, [record], "--verbose")
     report = handgrad.check(record, cases=CASES)
     block = out[out.index("== mlp-ce-tanh"):]
-    rows = [line for line in block.splitlines() if re.match(r"\S+ s=\d+ +float(64|32) ", line)]
+    rows = [line for line in block.splitlines() if re.match(r"(#\d+|\S+ s=\d+) +float(64|32) ",
+                                                                line)]
     assert len(rows) == len(report.results)
     assert "verdict: PASS" in block
 
