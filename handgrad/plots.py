@@ -222,7 +222,7 @@ def pair(p: FigurePair) -> str:
 def bench(groups: list[tuple[str, float, float]]) -> str:
     """Median times of hand and autograd per benchmark group (seconds), with their ratio."""
     with matplotlib.rc_context(STYLE):
-        fig = _figure(7.6, 0.9 + 0.42 * len(groups))
+        fig = _figure(7.6, 1.2 + 0.42 * len(groups))
         ax = fig.add_subplot()
         y = np.arange(len(groups))
         hand = np.array([g[1] for g in groups]) * 1e3
@@ -236,5 +236,5 @@ def bench(groups: list[tuple[str, float, float]]) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("median time (ms), log scale; hand/autograd ratio at the right")
         ax.set_xlim(right=float(max(hand.max(), auto.max())) * 3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return image(fig, "benchmark medians, hand against autograd")
