@@ -153,23 +153,39 @@ def _failing(report: Report, evidence: Evidence) -> list:
             and r.dtype == "float64"]
 
 
+def _raw_grads(run) -> dict[str, np.ndarray]:
+    """The hand backward's own return, as is: the contract keeps no gradient it rejects (one
+    holding NaN or inf), but that is just the one to draw."""
+    try:
+        _, cache = run.record.forward(**{k: v.copy() for k, v in run.inputs.items()})
+        grads = run.record.backward(np.array(run.dout, copy=True), cache)
+        return {k: np.asarray(v) for k, v in dict(grads).items()}
+    except Exception:  # noqa: BLE001 - the contract rows already say what is wrong
+        return {}
+
+
 def _diffs(run, report: Report, evidence: Evidence, ref_out) -> list[TensorDiff]:
     record = run.record
     seen, diffs = set(), []
+    raw: dict[str, np.ndarray] | None = None
     named = report.kind_result
     failing = _failing(report, evidence)
     failing.sort(key=lambda r: named is None or r.tensor != named.tensor)
     for r in failing:
-        if r.tensor in seen or r.check not in ("autograd", "forward", "fd"):
+        if r.tensor in seen or r.check not in ("autograd", "forward", "fd", "contract"):
             continue
         seen.add(r.tensor)
         if r.tensor == "(output)":
             hand, ref = run.hand.out, ref_out
         else:
             hand, ref = run.hand.grads.get(r.tensor), run.ref_grads.get(r.tensor)
+            if hand is None and r.kind == "non-finite":
+                raw = _raw_grads(run) if raw is None else raw
+                hand = raw.get(r.tensor)
             if ref is None and r.tensor in oracles.usable(run) and oracles._elementwise(run):
                 ref = oracles._central(run, r.tensor).value.reshape(run.inputs[r.tensor].shape)
-        if hand is None or ref is None:
+        if hand is None or ref is None or (r.check == "contract"
+                                           and np.shape(hand) != np.shape(ref)):
             continue
         hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
         axes = record.inputs.get(r.tensor) or record.intermediate_shapes.get(r.tensor) or ()

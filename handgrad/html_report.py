@@ -137,18 +137,27 @@ def diagnosis(report: Report, path: str = "") -> str:
     return f"<pre>{esc(chr(10).join(lines))}</pre>"
 
 
+def _drawn(draw, *args) -> str:
+    """One plot, or a note saying why it could not be drawn: a picture never takes a page down."""
+    try:
+        return draw(*args)
+    except Exception as exc:  # noqa: BLE001
+        return f'<p class="note">drawing {draw.__name__} raised {esc(type(exc).__name__)}: ' \
+               f"{esc(exc)}</p>"
+
+
 def plots_of(evidence: Evidence | None) -> tuple[str, str, str]:
     """(heatmaps of failing tensors, the Taylor and finite-difference curves, the record's
     figures) as HTML."""
     if evidence is None:
         return "", "", ""
-    diffs = "".join(plots.diff(d) for d in evidence.diffs)
+    diffs = "".join(_drawn(plots.diff, d) for d in evidence.diffs)
     curves = []
     if evidence.taylor is not None:
-        curves.append(plots.taylor(evidence.taylor))
+        curves.append(_drawn(plots.taylor, evidence.taylor))
     if evidence.sweeps:
-        curves.append(plots.fd_sweep(evidence.sweeps))
-    figures = "".join(plots.pair(f) for f in evidence.figures)
+        curves.append(_drawn(plots.fd_sweep, evidence.sweeps))
+    figures = "".join(_drawn(plots.pair, f) for f in evidence.figures)
     return diffs, "".join(curves), figures
 
 

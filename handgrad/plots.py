@@ -15,6 +15,7 @@ import math
 
 import matplotlib
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -125,6 +126,13 @@ def fd_sweep(sweeps: list[Sweep]) -> str:
     return image(fig, "finite-difference error against the step h")
 
 
+def _span(values: np.ndarray) -> float:
+    """The largest finite magnitude (1 when there is none): a colour scale's half-width. NaN and
+    inf entries (a ``non-finite`` gradient) are drawn as blanks."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
 def as_matrix(a: np.ndarray) -> np.ndarray:
     """A tensor as rows x columns: the last axis across, every other axis stacked down."""
     a = np.asarray(a, dtype=np.float64)
@@ -172,13 +180,15 @@ def diff(d: TensorDiff) -> str:
                 ax.grid(False)
             return image(fig, f"{label}: hand and reference of different shapes")
         delta = as_matrix(d.hand - d.ref)
-        span = float(np.nanmax(np.abs(delta), initial=0.0)) or 1.0
-        im = left.imshow(delta, aspect="auto", interpolation="nearest", cmap="RdBu_r",
+        span = _span(delta)
+        im = left.imshow(delta, aspect="auto", interpolation="nearest",
+                         cmap=colormaps["RdBu_r"].with_extremes(bad="black"),
                          norm=TwoSlopeNorm(0.0, -span, span))
         fig.colorbar(im, ax=left, shrink=0.85)
-        left.set_title(f"{label}: hand - reference" + (f" [{d.kind}]" if d.kind else ""))
+        left.set_title(f"{label}: hand - reference" + (f" [{d.kind}]" if d.kind else "")
+                       + ("\n(black: NaN or inf)" if not np.isfinite(delta).all() else ""))
         ref = as_matrix(d.ref)
-        scale = float(np.nanmax(np.abs(ref), initial=0.0)) or 1.0
+        scale = _span(ref)
         im = right.imshow(ref, aspect="auto", interpolation="nearest", cmap="RdBu_r",
                           norm=TwoSlopeNorm(0.0, -scale, scale))
         fig.colorbar(im, ax=right, shrink=0.85)
@@ -205,7 +215,7 @@ def pair(p: FigurePair) -> str:
             norm = LogNorm(low, high) if high > 100 * low else Normalize(0.0, high)
             cmap = "viridis"
         else:
-            span = float(np.nanmax(np.abs(both), initial=0.0)) or 1.0
+            span = _span(both)
             norm, cmap = TwoSlopeNorm(0.0, -span, span), "RdBu_r"
         for ax, values, who in ((axes[0], p.hand, "hand"), (axes[1], p.ref, "reference")):
             shown = np.ma.masked_equal(as_matrix(values), 0.0) if magnitudes \

@@ -23,12 +23,18 @@ from handgrad.report import Report
 _WORKER_RECORDS: dict[str, Derivation] = {}
 
 
+# Each worker imports torch and every record (a few hundred MB): more than 8 of them would cost
+# more memory than the 93 pages of this repository save in time.
+MAX_JOBS = 8
+
+
 def default_jobs() -> int:
-    """One worker per core this process may use."""
+    """One worker per core this process may use, at most MAX_JOBS."""
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
 
 
 def draw(record: Derivation, report: Report | None, seed: int = 0, cases: int = 4,

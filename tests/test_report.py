@@ -276,3 +276,14 @@ def test_drawing_in_worker_processes_gives_the_same_verdicts(tmp_path):
         alone = handgrad.check(record, cases=CASES)
         assert [r.as_dict() for r in report.results] == [r.as_dict() for r in alone.results]
         assert Page((tmp_path / f"{record.name}.html").read_text()).images
+
+
+def test_a_non_finite_gradient_still_gets_its_page_and_heatmap():
+    from tests.test_broken import BROKEN, with_backward
+
+    record = with_backward("non-finite", BROKEN["non-finite"][0])
+    report, text = site.draw(record, None, cases=CASES)
+    assert report.rejected
+    heatmaps = [i for i in Page(text).images if "hand minus reference" in i["alt"]]
+    assert heatmaps and "black: NaN or inf" in svg_of(heatmaps[0])
+    assert "raised" not in text
