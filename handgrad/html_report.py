@@ -121,7 +121,8 @@ def diagnosis(report: Report, path: str = "") -> str:
     lines = []
     if telling is not None:
         case, seed = telling
-        lines.append(f"case {case}, data seed {seed}")
+        if not any(case in d for d in report.diagnoses):
+            lines.append(f"case {case}, data seed {seed}")
         if not any("reproduce:" in d for d in report.diagnoses):
             lines.append("reproduce: " + reproduce_command(report.derivation, case, seed, path))
     lines += [d.strip() for d in report.diagnoses]
