@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import torch
 
 from derivations import rnn
 from handgrad import Derivation
@@ -68,6 +69,27 @@ def forward_w_declared(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
     return rnn.forward(x, y, h0, U, W.T, b, V, c, f=f, loss=loss)
 
 
+def delta_norms(inputs, *, f: str, loss: str, w_declared: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The report's picture of the table: |delta_{t,k}| (the norm over batch and hidden units),
+    (T, T), from ``delta_table`` and from autograd of each L_t with respect to z_k.
+    ``w_declared``: W comes stored (D, M), as the source declares it."""
+    if w_declared:
+        inputs = {**inputs, "W": inputs["W"].T}
+    _, cache = rnn.forward(**inputs, f=f, loss=loss)
+    _, table = delta_table(np.asarray(1.0), cache)
+    hand = np.sqrt((table ** 2).sum(axis=(2, 3)))
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+    per_step, inter = ref.step_losses(**tensors, f=f, loss=loss)
+    rows = [torch.autograd.grad(per_step[t], inter["z"], retain_graph=True)[0]
+            for t in range(per_step.shape[0])]
+    reference = torch.stack(rows).pow(2).sum(dim=(2, 3)).sqrt().numpy()
+    return hand, reference
+
+
+FIGURE = "|dL_t/dz_k| (R16, R17), norm over batch and hidden units: rows t, columns k"
+
+
 TAGS = {"a": "R6", "V": "R7", "c": "R8", "z": "R18", "U": "R19", "W": "R20", "b": "R21",
         "x": "R14", "h0": "R15"}
 # Quadratic in T: the table alone has T^2 B M entries.
@@ -79,6 +101,7 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "backward": backward, "dims": DIMS, "intermediates": ("a", "z"), "tags": TAGS,
         "intermediate_shapes": {k: rnn.SHAPES[k] for k in ("a", "z")},
         "variant": {"f": f, "loss": loss, "bptt": "source double sum, quadratic time"},
+        "figures": {FIGURE: partial(delta_norms, f=f, loss=loss)},
         **changes})
 
 
@@ -90,6 +113,7 @@ ERRATA = [
          forward=partial(forward_w_declared, f="tanh", loss="ce"),
          reference=partial(ref.total_loss_w_transposed, f="tanh", loss="ce"),
          inputs={**RECORDS[0].inputs, "W": ("D", "M")},
+         figures={FIGURE: partial(delta_norms, f="tanh", loss="ce", w_declared=True)},
          expect="reject", expect_kind="wrong-shape",
          erratum="section 4.3 declares W in R^{N x M} (N its input size, our D), section 4.4 "
                  "gives dL/dW = sum_t sum_{k<=t} delta_{t,k} x_k^T, which is M x D: with W stored "

@@ -21,7 +21,7 @@ from handgrad.diagnose import diagnose, diagnose_shape
 from handgrad.discovery import find
 from handgrad.localise import localise, smallest_failing
 from handgrad.record import CHECKS, Derivation
-from handgrad.report import Report, Result
+from handgrad.report import Report, Result, remember_record
 from handgrad.tolerances import tolerance
 
 # Two float32 programs for the same sum (pairwise, blocked, sequential) round differently, by
@@ -107,6 +107,7 @@ def assemble(record: Derivation, results: list[Result]) -> Report:
     rejected, where it goes wrong (see :func:`handgrad.localise.localise`)."""
     report = Report(record.name, record.expect, record.erratum, record.doc,
                     expect_kind=record.expect_kind, results=list(results))
+    remember_record(report, record)
     report.results += coverage(record, report.results)
     if report.failures and report.rejected:
         report.diagnoses += localise(record, report)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from handgrad import config, parallel, scaffold, summary
+from handgrad import config, html_report, parallel, scaffold, site, summary, terminal
 from handgrad.discovery import discover_sources
-from handgrad.report import STATUS_WORD, Report
+from handgrad.report import Report
 
 
 def parse_dims(text: str) -> dict[str, int]:
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-csv", metavar="FILE", help="one row per path: its records and "
                    "how many behaved as expected (for many submissions)")
     p.add_argument("--summary-json", metavar="FILE", help="the same summary as JSON")
+    p.add_argument("--html", metavar="DIR", type=Path,
+                   help="also write the visual report into DIR (see handgrad report)")
     return p
 
 
@@ -59,39 +61,10 @@ def select(records, names: list[str]):
     return chosen, unknown
 
 
-def summary_rows(report: Report) -> list[tuple[str, ...]]:
-    """One row per case x dtype x check: the worst tensor's figures and the verdict."""
-    groups: dict[tuple, list] = {}
-    for r in report.results:
-        groups.setdefault((r.case, r.data_seed, r.dtype, r.check), []).append(r)
-    rows = []
-    for (case, seed, dtype, chk), rs in groups.items():
-        failed = [r for r in rs if not r.passed]
-        statuses = {r.status for r in rs}
-        status = "fail" if failed else next(
-            (s for s in ("unreliable", "skipped") if s in statuses), "pass")
-        if any(r.status == "error" for r in rs):
-            status = "error"
-        worst = max((r.max_rel for r in rs if math.isfinite(r.max_rel)), default=math.nan)
-        label = "slope" if chk == "taylor" else "max rel"
-        verdict = STATUS_WORD[status]
-        if failed:
-            verdict += " " + ", ".join(sorted({f"{r.tensor}:{r.kind}" for r in failed}))
-        rows.append((report.derivation, f"{case} s={seed}", dtype, chk, str(len(rs)),
-                     "-" if math.isnan(worst) else f"{label} {worst:.1e}", verdict))
-    return rows
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    header = ("derivation", "case", "dtype", "check", "tensors", "figure", "verdict")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
 USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json]
+       handgrad report [NAME ...] [--path DIR] --html DIR [--bench FILE]
        handgrad new NAME [--path DIR]
-(handgrad check --help, handgrad new --help)"""
+(handgrad check --help, handgrad report --help, handgrad new --help)"""
 
 
 def new(argv: list[str]) -> int:
@@ -119,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "new":
         return new(argv[1:])
+    if argv and argv[0] == "report":
+        return report(argv[1:])
     if not argv or argv[0] != "check":
         print(USAGE, file=sys.stderr)
         return 2
@@ -133,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen, unknown = select(records, args.names)
     if args.list:
-        for _, r in chosen:
-            print(f"{r.name:32s} {'expect ' + r.expect:16s} {r.erratum or r.doc}")
+        terminal.list_records([r for _, r in chosen])
         return 0
     problems = [f"{b.module}: {b.message}" for b in broken]
     problems += [f"no derivation matches {n!r}" for n in unknown]
@@ -144,7 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     # One torch thread, as in each worker of -j N: the same float32 rounding either way, and
     # the check's small tensors run no slower for it.
     torch.set_num_threads(1)
-    reports = parallel.check_many(chosen, options, jobs=args.jobs, timeout=args.timeout)
+    display = None if args.json else terminal.Display([r.name for _, r in chosen], args.verbose)
+    done: dict[int, Report] = {}
+    shown = 0
+
+    def in_order(i: int, report: Report) -> None:
+        """Lines in the order of a serial run, whatever order the workers finish in."""
+        nonlocal shown
+        done[i] = report
+        while shown in done:
+            display.finished(done[shown])
+            shown += 1
+        if shown < len(chosen):
+            display.started(chosen[shown][1].name)
+
+    with display or nullcontext():
+        if display and chosen:
+            display.started(chosen[0][1].name)
+        reports = parallel.check_many(chosen, options, jobs=args.jobs, timeout=args.timeout,
+                                      on_report=in_order if display else None)
     elapsed = time.perf_counter() - started
     if args.summary_csv or args.summary_json:
         summary.write(sources, chosen, reports, args.summary_csv, args.summary_json)
@@ -152,37 +144,79 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([{**r.as_dict(), "expect": rep.expect}
                           for rep in reports for r in rep.results], indent=1))
     else:
-        render(reports, args.verbose, elapsed)
+        display.close(reports, elapsed)
+    if args.html is not None:
+        write_report(args.html, [r for _, r in chosen], reports, paths,
+                     jobs=site.default_jobs(), seconds=elapsed, quiet=args.json)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     ok = not problems and all(r.as_expected for r in reports)
     return 0 if ok else 1
 
 
-def render(reports: list[Report], verbose: bool, elapsed: float) -> None:
-    rows = [row for rep in reports if rep.expect == "pass" for row in summary_rows(rep)]
-    if rows:
-        print_table(rows)
-    for rep in reports:
-        if verbose or not rep.as_expected:
-            print()
-            print(rep.render(only_failures=not verbose))
-    errata = [rep for rep in reports if rep.expect == "reject"]
-    if errata:
-        print("\nKnown errors (the source's, transcribed, and our mutants; each must be "
-              "rejected):")
-        for rep in errata:
-            verdict = ("rejected" if rep.as_expected else
-                       f"rejected as {rep.kind!r}, expected {rep.expect_kind!r}:"
-                       if rep.rejected else "MISSED")
-            first = next((d.strip() for d in rep.diagnoses if "first wrong" in d), None)
-            kinds = sorted({f"{r.check}:{r.kind}" for r in rep.failures})
-            print(f"  {verdict:8s} {rep.derivation}: {rep.erratum}")
-            if first or kinds:
-                print(f"           {first or ', '.join(kinds[:4])}")
-    good = sum(r.as_expected for r in reports)
-    print(f"\n{good}/{len(reports)} derivations as expected "
-          f"({sum(len(r.results) for r in reports)} results, {elapsed:.1f} s)")
+def build_report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handgrad report",
+                                description="Write the visual report: a static site with an "
+                                            "index, a page per derivation, and a benchmark page.")
+    p.add_argument("names", nargs="*", help="derivation names or prefixes (default: all)")
+    p.add_argument("--html", metavar="DIR", type=Path, required=True,
+                   help="folder to write the site into (index.html is its entry page)")
+    p.add_argument("--path", action="append", default=None, metavar="PATH",
+                   help="folder or .py file of records (as for handgrad check)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the case sampler (default 0)")
+    p.add_argument("--cases", type=int, default=4, help="cases per derivation (default 4)")
+    p.add_argument("--bench", metavar="FILE", type=Path,
+                   help="pytest-benchmark JSON (pytest --benchmark-enable --benchmark-json FILE):"
+                        " write DIR/bench.html from it; with no NAME, only that page")
+    p.add_argument("-j", "--jobs", type=int, default=site.default_jobs(),
+                   help="processes drawing the pages (default: one per core)")
+    return p
+
+
+def report(argv: list[str]) -> int:
+    args = build_report_parser().parse_args(argv)
+    if args.bench is not None:
+        try:
+            page = html_report.bench_page(args.bench)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"handgrad report: cannot read {args.bench}: {exc}", file=sys.stderr)
+            return 2
+        args.html.mkdir(parents=True, exist_ok=True)
+        (args.html / "bench.html").write_text(page)
+        print(f"wrote {args.html / 'bench.html'}")
+        if not args.names:
+            return 0
+    sources = discover_sources(args.path)
+    chosen, unknown = select([(p, r) for p, rs, _ in sources for r in rs], args.names)
+    problems = [f"{b.module}: {b.message}" for _, _, bs in sources for b in bs]
+    problems += [f"no derivation matches {n!r}" for n in unknown]
+    reports = write_report(args.html, [r for _, r in chosen], None, args.path, seed=args.seed,
+                           cases=args.cases, jobs=args.jobs)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    return 0 if not problems and all(r.as_expected for r in reports) else 1
+
+
+def write_report(out: Path, records, reports: list[Report] | None, paths, *, seed: int = 0,
+                 cases: int = 4, jobs: int = 1, seconds: float = 0.0,
+                 quiet: bool = False) -> list[Report]:
+    """Write the site into ``out``: with ``reports`` (a check just run) only the pictures are
+    drawn, else every record is checked and drawn, with the terminal display of a check."""
+    started = time.perf_counter()
+    display = None if quiet else terminal.Display(
+        [r.name for r in records], lines=reports is None,
+        doing="checking and drawing" if reports is None else "drawing")
+    with display or nullcontext():
+        drawn = site.build(out, records, reports, seed=seed, cases=cases, jobs=jobs,
+                           paths=paths, seconds=seconds,
+                           started=display.started if display else None,
+                           finished=display.finished if display else None)
+    if display and reports is None:
+        display.close(drawn, time.perf_counter() - started)
+    if not quiet:
+        print(f"report: {out / 'index.html'} ({len(drawn)} derivations, "
+              f"{time.perf_counter() - started:.1f} s)")
+    return drawn
 
 
 if __name__ == "__main__":

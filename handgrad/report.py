@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import weakref
 from dataclasses import asdict, dataclass, field
 
 STATUS_WORD = {"pass": "ok", "fail": "FAIL", "unreliable": "unreliable", "error": "ERROR",
@@ -99,6 +100,28 @@ class Report:
     def __repr__(self) -> str:
         return f"Report({self.derivation!r}, status={self.status!r}, kind={self.kind!r})"
 
+    def _repr_html_(self) -> str:
+        """The report in a notebook (Jupyter calls this): the verdict, the tensor x oracle
+        table, the diagnosis with heatmaps of what is wrong, and the Taylor and
+        finite-difference curves of its most telling case (re-run once, drawn inline)."""
+        from handgrad import notebook
+
+        return notebook.html(self)
+
+    @property
+    def record(self):
+        """The record this report checked: the one :func:`handgrad.check` was given, else the
+        discovered record of that name (None when there is none)."""
+        known = _CHECKED.get(id(self))
+        if known is not None:
+            return known
+        from handgrad.discovery import find
+
+        try:
+            return find(self.derivation)
+        except Exception:  # noqa: BLE001 - no record of that name here: nothing to draw
+            return None
+
     @property
     def status(self) -> str:
         """"error", "fail", "vacuous" (nothing wrong seen, but some gradient was never
@@ -192,6 +215,16 @@ class Report:
                        "expected" if self.rejected else "MISSED: expected a rejection")
         lines.append(f"verdict: {verdict}")
         return "\n".join(lines)
+
+
+# Report -> its record, while the report lives: not a field (a record holds functions, which
+# neither JSON nor pickling between processes can carry).
+_CHECKED: dict[int, object] = {}
+
+
+def remember_record(report: Report, record) -> None:
+    _CHECKED[id(report)] = record
+    weakref.finalize(report, _CHECKED.pop, id(report), None)
 
 
 def _fmt(v: float) -> str:

@@ -1,0 +1,117 @@
+"""A report boiled down for people: the verdict in words, the worst figure per oracle, and the
+tensor x oracle matrix. The terminal, the HTML report and the notebook view all show these."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from handgrad.report import STATUS_WORD, Report, Result
+
+# (heading, check, dtype): the columns of the one-line summary. The autograd column includes
+# the forward's values (same oracle: the reference).
+ORACLE_COLUMNS = (("autograd", ("autograd", "forward"), "float64"),
+                  ("float32", ("autograd", "forward"), "float32"),
+                  ("fd", ("fd",), "float64"),
+                  ("c-step", ("complex-step",), "float64"),
+                  ("taylor", ("taylor",), "float64"),
+                  ("descent", ("descent",), "float64"))
+# The columns of the tensor x oracle matrix, in the order the engine runs them.
+MATRIX_COLUMNS = (("contract", "float64"), ("forward", "float64"), ("autograd", "float64"),
+                  ("fd", "float64"), ("complex-step", "float64"), ("taylor", "float64"),
+                  ("descent", "float64"), ("contract", "float32"), ("forward", "float32"),
+                  ("autograd", "float32"), ("coverage", "float64"))
+# Which status a cell shows when its cases disagree: the most alarming.
+SEVERITY = ("error", "fail", "vacuous", "unreliable", "warning", "skipped", "pass")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    word: str  # what the line says
+    good: bool  # as expected
+    detail: str = ""  # the kind, or what was expected
+
+
+def verdict(report: Report) -> Verdict:
+    kind = report.kind
+    if report.expect == "reject":
+        if report.as_expected:
+            return Verdict("rejected", True, kind)
+        if report.rejected:
+            return Verdict("WRONG KIND", False, f"rejected as {kind!r}, expected "
+                                                f"{report.expect_kind!r}")
+        return Verdict("MISSED", False, "expected a rejection")
+    if kind == "not-implemented":
+        return Verdict("NOT IMPLEMENTED YET", False, "fill in the TODOs")
+    if report.status == "vacuous":
+        return Verdict("VACUOUS", False, "a gradient was never exercised (not a pass)")
+    if report.passed:
+        notes = sorted({r.status for r in report.results} & {"unreliable", "warning"})
+        return Verdict("pass", True, ", ".join(STATUS_WORD[s] for s in notes))
+    return Verdict("FAIL", False, kind)
+
+
+def case_count(report: Report) -> int:
+    return len({(r.case, r.data_seed) for r in report.results if r.check != "coverage"})
+
+
+def worst_status(results: list[Result]) -> str:
+    statuses = {r.status for r in results}
+    return next(s for s in SEVERITY if s in statuses) if statuses else ""
+
+
+def figure(results: list[Result]) -> str:
+    """The worst figure of some rows: the largest relative error, or for the Taylor test the
+    smallest fitted slope ("-" when none)."""
+    if not results:
+        return ""
+    if results[0].check == "taylor":
+        slopes = [r.max_rel for r in results if math.isfinite(r.max_rel)]
+        return f"slope {min(slopes):.2f}" if slopes else "-"
+    worst = [r.max_rel for r in results if math.isfinite(r.max_rel)]
+    return f"{max(worst):.1e}" if worst else "-"
+
+
+def oracle_cells(report: Report) -> list[tuple[str, str, str]]:
+    """Per ORACLE_COLUMNS: (heading, figure, worst status); empty figure where it did not run."""
+    cells = []
+    for heading, checks, dtype in ORACLE_COLUMNS:
+        rows = [r for r in report.results if r.check in checks and r.dtype == dtype]
+        ran = [r for r in rows if r.status != "skipped"]
+        cells.append((heading, figure(ran) if ran else ("skip" if rows else ""),
+                      worst_status(rows)))
+    return cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    status: str
+    figure: str
+    message: str  # the message of the worst row (its first case)
+
+
+def matrix(report: Report, tensor_order: tuple[str, ...] = ()
+           ) -> tuple[list[tuple[str, str]], list[tuple[str, str, dict]]]:
+    """(columns, rows): columns are the (check, dtype) pairs present; each row is (tensor, tag,
+    {column: Cell}), tensors in ``tensor_order`` first (the output, then backward order)."""
+    columns = [c for c in MATRIX_COLUMNS
+               if any((r.check, r.dtype) == c for r in report.results)]
+    tensors: list[str] = []
+    for t in ("(output)", *tensor_order, *(r.tensor for r in report.results)):
+        if t not in tensors and any(r.tensor == t for r in report.results):
+            tensors.append(t)
+    rows = []
+    for t in tensors:
+        cells, tag = {}, ""
+        for c in columns:
+            rs = [r for r in report.results if r.tensor == t and (r.check, r.dtype) == c]
+            if not rs:
+                continue
+            status = worst_status(rs)
+            first = next(r for r in rs if r.status == status)
+            tag = tag or first.tag
+            text = (f"{first.live:.0%} live" if c[0] == "coverage" and math.isfinite(first.live)
+                    else figure([r for r in rs if r.status != "skipped"]))
+            cells[c] = Cell(status, text, first.message)
+        rows.append((t, tag, cells))
+    return columns, rows

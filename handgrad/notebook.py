@@ -1,0 +1,36 @@
+"""A report as rich output in a notebook: the body of its report page, without the Markdown,
+with the page's styles scoped to it so that the notebook around it keeps its own."""
+
+from __future__ import annotations
+
+import re
+
+from handgrad import html_report
+from handgrad.evidence import gather
+from handgrad.report import Report
+
+RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+
+
+def scoped_css(css: str, scope: str) -> str:
+    """Every rule of ``css`` limited to elements inside ``scope`` (``body`` becomes the scope)."""
+    def one(m: re.Match) -> str:
+        selectors = []
+        for sel in m.group(1).split(","):
+            sel = sel.strip()
+            selectors.append(scope if sel == "body" else f"{scope} {sel}")
+        return f"{','.join(selectors)}{{{m.group(2)}}}"
+
+    return RULE.sub(one, css.replace("\n", ""))
+
+
+def html(report: Report) -> str:
+    record = report.record
+    evidence = gather(record, report) if record is not None else None
+    body = html_report.body(record, report, evidence, with_markdown=False)
+    if record is None:
+        name = html_report.esc(repr(report.derivation))
+        body += (f'<p class="note">No record named {name} is known here, so the curves cannot '
+                 "be drawn; handgrad.check(record) keeps it.</p>")
+    style = scoped_css(html_report.CSS, ".handgrad-report")
+    return f'<div class="handgrad-report"><style>{style}</style>{body}</div>'
