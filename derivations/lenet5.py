@@ -33,11 +33,13 @@ from derivations.lenet5_layers import (
     activation_slope,
     conv,
     conv_backward,
+    conv_flops,
     conv_record_backward,
     make_conv,
     make_pool,
     pool,
     pool_backward,
+    pool_flops,
     pool_record_backward,
 )
 from handgrad import Derivation
@@ -167,6 +169,29 @@ Bengio, 2010) the gradient at the input shrinks by ~4 per layer, to where the fi
 round-off (eps |S| / h ~ 1e-11) drowns it."""
 
 
+def network_flops(p: int):
+    """FLOPs of the whole network at dims d: the three conv layers (dense, ``conv_flops``; C1
+    includes the input gradient dX0, which the record reports), the two pooling layers, and the
+    three products of F6 and of the output layer (forward, weight and input gradient). The
+    softmax and the loss are not counted."""
+    pool = pool_flops(p)
+
+    def flops(d) -> float:
+        N = d["N"]
+        h3, w3 = p * d["h4"], p * d["w4"]
+        h1, w1 = p * (h3 + d["k2h"] - 1), p * (w3 + d["k2w"] - 1)
+        convs = (conv_flops({"N": N, "D": d["D1"], "C": d["C0"], "kh": d["k1h"], "kw": d["k1w"],
+                             "Ho": h1, "Wo": w1})
+                 + conv_flops({"N": N, "D": d["D2"], "C": d["D1"], "kh": d["k2h"],
+                               "kw": d["k2w"], "Ho": h3, "Wo": w3})
+                 + conv_flops({"N": N, "D": d["D3"], "C": d["D2"], "kh": d["h4"], "kw": d["w4"],
+                               "Ho": 1, "Wo": 1}))
+        pools = (pool({"N": N, "D": d["D1"], "Ho": h1 // p, "Wo": w1 // p})
+                 + pool({"N": N, "D": d["D2"], "Ho": d["h4"], "Wo": d["w4"]}))
+        return convs + pools + 6.0 * N * (d["F"] * d["D3"] + d["K"] * d["F"])
+    return flops
+
+
 def make(f: str, name: str = "", **changes) -> Derivation:
     """The network record with activation f and 2x2 pooling; ``changes`` overrides fields."""
     p = 2
@@ -196,6 +221,7 @@ def make(f: str, name: str = "", **changes) -> Derivation:
         "cases": () if f == "relu" else (PAPER,),
         "complex_step": f != "relu",
         "bench": ({**PAPER, "N": 64},) if f == "scaled-tanh" else (),
+        "flops": network_flops(p),
     }
     return Derivation(**{**fields, **changes})
 

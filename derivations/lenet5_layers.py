@@ -152,6 +152,16 @@ def min_abs_preactivation(c: Conv | Pool) -> float:
     return float(np.abs(c.Yt if isinstance(c, Conv) else c.Xt).min())
 
 
+def conv_flops(d) -> float:
+    """FLOPs (a multiply-add counts 2) of the three correlations of a dense layer: the forward
+    (L1), the weight gradient (L17) and the input gradient (L19), each N D C kh kw Ho Wo
+    multiply-adds. This is what autograd does for any table (it convolves with the masked W). A
+    hand layer that skips the pairs its table T switches off needs T.sum() / (C D) of it: 60 / 96
+    for the paper's C3. Bias, activation and slope (O(N D Ho Wo), under 1/(C kh kw) of the
+    products) are not counted."""
+    return 6.0 * d["N"] * d["D"] * d["C"] * d["kh"] * d["kw"] * d["Ho"] * d["Wo"]
+
+
 def derive_conv(d):
     return {"Hi": d["Ho"] + d["kh"] - 1, "Wi": d["Wo"] + d["kw"] - 1}
 
@@ -184,6 +194,7 @@ def make_conv(f: str, name: str = "", **changes) -> Derivation:
         "source": "bp-derivation.txt section 3",
         "complex_step": f != "relu",
         "bench": ({**C1, "N": 1}, {**C1, "N": 64}) if f == "scaled-tanh" else (),
+        "flops": conv_flops,
     }
     return Derivation(**{**fields, **changes})
 
@@ -191,6 +202,13 @@ def make_conv(f: str, name: str = "", **changes) -> Derivation:
 def derive_pool(p: int):
     """H, W from the window count and a remainder (R - 1) mod p of rows/columns left over."""
     return lambda d: {"Hi": p * d["Ho"] + (d["Rh"] - 1) % p, "Wi": p * d["Wo"] + (d["Rw"] - 1) % p}
+
+
+def pool_flops(p: int):
+    """FLOPs of a pooling layer at dims d, per window: p^2 for the mean, 2 for w P + a (L3), and
+    5 in the backward: dXt (L20), w P dXt summed (L21), dXt summed (L22), w / p^2 dXt (L23).
+    The activation and its slope are not counted, as in ``conv_flops``."""
+    return lambda d: float(d["N"] * d["D"] * d["Ho"] * d["Wo"] * (p * p + 7))
 
 
 def make_pool(g: str, p: int, name: str = "", **changes) -> Derivation:
@@ -215,6 +233,7 @@ def make_pool(g: str, p: int, name: str = "", **changes) -> Derivation:
         "complex_step": g != "relu",
         "bench": ({"N": 64, "D": 6, "Ho": 14, "Wo": 14, "Rh": 1, "Rw": 1},)
         if (g, p) == ("scaled-tanh", 2) else (),
+        "flops": pool_flops(p),
     }
     return Derivation(**{**fields, **changes})
 

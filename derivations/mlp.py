@@ -137,6 +137,12 @@ TAGS = {"yhat": "M6", "a2": "M7", "W2": "M8", "b2": "M9", "z": "M10", "a1": "M11
 LOSSES = {"ce": ("ce", "identity"), "l2id": ("l2", "identity"), "l2sig": ("l2", "sigmoid")}
 
 
+def mlp_flops(d) -> float:
+    """FLOPs of the two layers' products, each once forward and twice backward (weight and input
+    gradient): 6 N (d M + M C). Elementwise work and the softmax are not counted."""
+    return 6.0 * d["N"] * (d["d"] * d["M"] + d["M"] * d["C"])
+
+
 def make(loss_name: str, f1: str, **changes) -> Derivation:
     """The record of one variant; ``changes`` overrides record fields (used by the errata)."""
     loss, f2 = LOSSES[loss_name]
@@ -162,6 +168,7 @@ def make(loss_name: str, f1: str, **changes) -> Derivation:
         "update": sgd_update,
         "bench": ({"N": 64, "d": 784, "M": 256, "C": 10},) if (loss_name, f1) == ("ce", "tanh")
         else (),
+        "flops": mlp_flops,
     }
     return Derivation(**{**fields, **changes})
 

@@ -205,6 +205,13 @@ BENCH = ({"B": 1, "T": 50, "N": 32, "M": 64, "C": 10},
          {"B": 32, "T": 100, "N": 128, "M": 256, "C": 10})
 
 
+def bptt_flops(d) -> float:
+    """FLOPs of forward and full BPTT at dims d: six products over all T B rows, each once
+    forward and twice backward (weight and input gradient): W x_t (R1, R12, R14), U h_{t-1} (R1,
+    R11, R9/R15) and V h_t (R3, R7, R9). Elementwise work is not counted."""
+    return 6.0 * d["T"] * d["B"] * (d["N"] * d["M"] + d["M"] * d["M"] + d["M"] * d["C"])
+
+
 def make(name: str, f: str, loss: str, **changes) -> Derivation:
     """The record of one variant; ``changes`` overrides record fields."""
     opts = {"f": f, "loss": loss}
@@ -226,6 +233,7 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "variant": {"f": f, "loss": loss, "bptt": "full, linear time"},
         "source": "bp-derivation.txt section 4",
         "complex_step": f != "relu",
+        "flops": bptt_flops,
     }
     return Derivation(**{**fields, **changes})
 
