@@ -18,7 +18,7 @@ import numpy as np
 
 from derivations._lenet5_kernels import (
     ACTIVATIONS,
-    chnw,
+    chwn,
     nchw,
     pool_coefficient,
     rot180,
@@ -76,7 +76,7 @@ def softmax(S: np.ndarray) -> np.ndarray:
 
 def forward(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *, f: str, p: int):
     """Summed cross-entropy of the batch (0-d), and the cache."""
-    c1 = conv(chnw(X0), W1, b1, full_table(W1), f)         # (L1) (L2)
+    c1 = conv(chwn(X0), W1, b1, full_table(W1), f)         # (L1) (L2)
     s2 = pool(c1.Y, w1, a1, p, f)                          # (L3) (L4)
     c3 = conv(s2.X, W2, b2, T2, f)                         # (L1) (L2)
     s4 = pool(c3.Y, w2, a2, p, f)                          # (L3) (L4)
@@ -103,7 +103,7 @@ def backward(dout, c: Net, *, slope: Callable[[Conv, Pool], np.ndarray] = slope_
     dW5 = dS.T @ c.Y4                                            # (L9)
     db5 = dS.sum(axis=0)                                         # (L10)
     dY4 = dS @ c.W5                                              # (L11)
-    dYt4 = dY4 * ACTIVATIONS[c.f][1](c.Yt4, c.Y4)                # (L12)
+    dYt4 = dY4 * ACTIVATIONS[c.f][1](c.Y4)                       # (L12)
     dW4 = dYt4.T @ c.Y3                                          # (L13)
     db4 = dYt4.sum(axis=0)                                       # (L14)
     dY3 = (dYt4 @ c.W4).T.reshape(c.c5.Y.shape)                  # (L15)
@@ -127,8 +127,9 @@ def labels(rng: np.random.Generator, shape, dims) -> np.ndarray:
 
 def min_abs_preactivation(c: Net) -> float:
     """Distance to relu's kink: the smallest |pre-activation| of any layer."""
-    pre = (c.c1.Yt, c.s2.Xt, c.c3.Yt, c.s4.Xt, c.c5.Yt, c.Yt4)
-    return float(min(np.abs(a).min() for a in pre))
+    pools = (c.s2.Xt, c.s4.Xt, c.Yt4)
+    return min(c.c1.kink_distance, c.c3.kink_distance, c.c5.kink_distance,
+               *(float(np.abs(a).min()) for a in pools))
 
 
 def derive(p: int):
@@ -238,9 +239,9 @@ def sum_over_p_as_written(c: Conv) -> np.ndarray:
     return R
 
 
-def weight_grad_true_convolution(dYt, cols, shape) -> np.ndarray:
+def weight_grad_true_convolution(dYt, X, shape) -> np.ndarray:
     """dW = dYt (x) X with (x) read as a true (flipped) convolution: rot180 of the gradient."""
-    return rot180(weight_grad(dYt, cols, shape))
+    return rot180(weight_grad(dYt, X, shape))
 
 
 def halved_index(n: int, p: int) -> np.ndarray:
@@ -256,9 +257,9 @@ def quarter(p: int) -> float:
 
 def slope_at_Xt_as_written(c: Conv, following: Pool) -> np.ndarray:
     """The source's f'(X~^(l)) in place of f'(Y~^(l)), X~ repeated over its windows to fit."""
-    _, H, _, W = c.Y.shape
+    _, H, W, _ = c.Y.shape
     Xt = upsample(following.Xt, following.p, H, W)
-    return ACTIVATIONS[c.f][1](Xt, ACTIVATIONS[c.f][0](Xt))
+    return ACTIVATIONS[c.f][1](ACTIVATIONS[c.f][0](Xt))
 
 
 ERRATA_CONV_DIMS = {"N": (2, 2), "C": (2, 3), "D": (4, 5), "kh": (2, 3), "kw": (2, 3),

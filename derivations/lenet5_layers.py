@@ -5,13 +5,14 @@ Convolution with a connection table (C1, C3, C5), (L1) (L2):
 Trainable mean-pool (S2, S4), (L3) (L4):
     Y (N, D, H, W), w (D,), a (D,)  ->  X = g(Xt) (N, D, H // p, W // p).
 
-The layer functions work on the ``(C, H, N, W)`` layout of ``_lenet5_kernels``; the records wrap
+The layer functions work on the ``(C, H, W, N)`` layout of ``_lenet5_kernels``; the records wrap
 them for ``(N, C, H, W)`` arrays. The backward functions take their stages as keyword arguments,
 so that the errata records (``lenet5.py``) can swap one for the source's formula as written.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,7 @@ import numpy as np
 
 from derivations._lenet5_kernels import (
     ACTIVATIONS,
-    chnw,
+    chwn,
     correlate,
     full_correlate,
     mean_pool,
@@ -42,42 +43,45 @@ from reference import lenet5 as ref
 
 @dataclass
 class Conv:
-    """What the backward of a convolution layer needs; maps in the (C, H, N, W) layout."""
+    """What the backward of a convolution layer needs; maps in the (C, H, W, N) layout."""
 
-    X: np.ndarray      # (C, H, N, W) input maps X^(l-1)
+    X: np.ndarray      # (C, H, W, N) input maps X^(l-1), C-contiguous
     W: np.ndarray      # (D, C, kh, kw) as given
     Wm: np.ndarray     # (D, C, kh, kw) with the table applied
     T: np.ndarray      # (C, D)
-    cols: np.ndarray   # (C*kh*kw, Ho*N*Wo) windows of X
-    Yt: np.ndarray     # (D, Ho, N, Wo) before the activation
-    Y: np.ndarray      # (D, Ho, N, Wo)
+    Y: np.ndarray      # (D, Ho, Wo, N); f' comes from Y, so Yt is not kept
     f: str
+    kink_distance: float  # distance of the pre-activations to relu's kink (inf for other f)
 
 
 @dataclass
 class Pool:
-    """What the backward of a pooling layer needs; maps in the (C, H, N, W) layout."""
+    """What the backward of a pooling layer needs; maps in the (C, H, W, N) layout."""
 
-    Y: np.ndarray      # (D, H, N, W) input maps
-    P: np.ndarray      # (D, Ho, N, Wo) window means, MeanPool(Y)
+    Y: np.ndarray      # (D, H, W, N) input maps
+    P: np.ndarray      # (D, Ho, Wo, N) window means, MeanPool(Y)
     w: np.ndarray      # (D,)
-    Xt: np.ndarray     # (D, Ho, N, Wo) before the activation
-    X: np.ndarray      # (D, Ho, N, Wo)
+    Xt: np.ndarray     # (D, Ho, Wo, N) before the activation
+    X: np.ndarray      # (D, Ho, Wo, N)
     p: int
     g: str
 
 
 def conv(X: np.ndarray, W: np.ndarray, b: np.ndarray, T: np.ndarray, f: str) -> Conv:
-    """Forward of a convolution layer on X (C, H, N, W)."""
+    """Forward of a convolution layer on X (C, H, W, N) (copied if not C-contiguous)."""
+    X = np.ascontiguousarray(X)
     Wm = switch_on(W, T)
-    Yt, cols = correlate(X, Wm, b)                     # (L1)
-    Y = ACTIVATIONS[f][0](Yt)                          # (L2)
-    return Conv(X, W, Wm, T, cols, Yt, Y, f)
+    Yt = correlate(X, Wm, b)                           # (L1) in the workspace, rows blocked
+    D, blocks, R, Wo, N = Yt.shape
+    Y = np.empty((D, blocks * R, Wo, N), Yt.dtype)
+    ACTIVATIONS[f][0](Yt, out=Y.reshape(Yt.shape))     # (L2)
+    kink = float(np.abs(Yt).min()) if f == "relu" else math.inf
+    return Conv(X, W, Wm, T, Y, f, kink)
 
 
 def activation_slope(c: Conv) -> np.ndarray:
-    """f'(Yt) (D, Ho, N, Wo)."""
-    return ACTIVATIONS[c.f][1](c.Yt, c.Y)
+    """f'(Yt) (D, Ho, Wo, N), a new array."""
+    return ACTIVATIONS[c.f][1](c.Y)
 
 
 def input_kernels(c: Conv) -> np.ndarray:
@@ -93,16 +97,19 @@ def conv_backward(
     kernels: Callable[[Conv], np.ndarray] = input_kernels,
     wgrad: Callable[..., np.ndarray] = weight_grad,
 ) -> dict[str, np.ndarray]:
-    """dY (D, Ho, N, Wo) and slope = f'(Yt) -> dYt, dW, db, dX; maps in (C, H, N, W)."""
-    dYt = dY * slope                                                   # (L16)
-    dW = switch_on(wgrad(dYt, c.cols, c.W.shape), c.T)                # (L17)
-    db = dYt.sum(axis=(1, 2, 3))                                       # (L18)
-    dX = full_correlate(dYt, kernels(c), c.X.shape[1], c.X.shape[3])  # (L19)
+    """dY (D, Ho, Wo, N) and slope = f'(Yt) -> dYt, dW, db, dX; maps in (C, H, W, N).
+
+    ``slope`` must be a new array: it becomes dYt (one multi-megabyte array fewer per call).
+    """
+    dYt = np.multiply(slope, dY, out=slope)                            # (L16)
+    dW = switch_on(wgrad(dYt, c.X, c.W.shape), c.T)                   # (L17)
+    db = dYt.reshape(len(dYt), -1).sum(axis=1)                         # (L18)
+    dX = full_correlate(dYt, kernels(c), c.X.shape[1], c.X.shape[2])  # (L19)
     return {"Yt": dYt, "W": dW, "b": db, "X": dX}
 
 
 def pool(Y: np.ndarray, w: np.ndarray, a: np.ndarray, p: int, g: str) -> Pool:
-    """Forward of a pooling layer on Y (D, H, N, W)."""
+    """Forward of a pooling layer on Y (D, H, W, N)."""
     P = mean_pool(Y, p)
     Xt = w[:, None, None, None] * P + a[:, None, None, None]   # (L3)
     X = ACTIVATIONS[g][0](Xt)                                  # (L4)
@@ -116,9 +123,9 @@ def pool_backward(
     index: Callable[[int, int], np.ndarray] = window_index,
     scale: Callable[[int], float] = window_scale,
 ) -> dict[str, np.ndarray]:
-    """dX (D, Ho, N, Wo) -> dXt, dw, da, dY; maps in (D, H, N, W)."""
-    _, H, _, W = c.Y.shape
-    dXt = dX * ACTIVATIONS[c.g][1](c.Xt, c.X)                                  # (L20)
+    """dX (D, Ho, Wo, N) -> dXt, dw, da, dY; maps in (D, H, W, N)."""
+    _, H, W, _ = c.Y.shape
+    dXt = dX * ACTIVATIONS[c.g][1](c.X)                                        # (L20)
     dw = (dXt * c.P).sum(axis=(1, 2, 3))                                       # (L21)
     da = dXt.sum(axis=(1, 2, 3))                                               # (L22)
     rows, cols = index(H, c.p), index(W, c.p)
@@ -128,28 +135,28 @@ def pool_backward(
 
 def conv_forward(X, W, b, T, *, f: str):
     """Y (N, D, Ho, Wo) of X (N, C, H, W), and the cache."""
-    c = conv(chnw(X), W, b, T, f)
+    c = conv(chwn(X), W, b, T, f)
     return nchw(c.Y), c
 
 
 def conv_record_backward(dY, c: Conv, **stages) -> dict[str, np.ndarray]:
-    g = conv_backward(chnw(dY), c, activation_slope(c), **stages)
+    g = conv_backward(chwn(dY), c, activation_slope(c), **stages)
     return {"Yt": nchw(g["Yt"]), "W": g["W"], "b": g["b"], "X": nchw(g["X"])}
 
 
 def pool_forward(Y, w, a, *, p: int, g: str):
     """X (N, D, H // p, W // p) of Y (N, D, H, W), and the cache."""
-    c = pool(chnw(Y), w, a, p, g)
+    c = pool(chwn(Y), w, a, p, g)
     return nchw(c.X), c
 
 
 def pool_record_backward(dX, c: Pool, **stages) -> dict[str, np.ndarray]:
-    grads = pool_backward(chnw(dX), c, **stages)
+    grads = pool_backward(chwn(dX), c, **stages)
     return {"Xt": nchw(grads["Xt"]), "w": grads["w"], "a": grads["a"], "Y": nchw(grads["Y"])}
 
 
 def min_abs_preactivation(c: Conv | Pool) -> float:
-    return float(np.abs(c.Yt if isinstance(c, Conv) else c.Xt).min())
+    return c.kink_distance if isinstance(c, Conv) else float(np.abs(c.Xt).min())
 
 
 def conv_flops(d) -> float:

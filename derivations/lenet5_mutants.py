@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 
-from derivations._lenet5_kernels import chnw, switch_on, uniform_fan_in, weight_grad
+from derivations._lenet5_kernels import chwn, switch_on, uniform_fan_in, weight_grad
 from derivations.lenet5_layers import (
     Conv,
     conv_record_backward,
@@ -26,7 +26,7 @@ def unrotated_kernels(c: Conv) -> np.ndarray:
 def conv_table_swapped_backward(dY, c: Conv) -> dict[str, np.ndarray]:
     """(L17) the table read as T[d, p] instead of T[p, d] when switching dW off."""
     grads = conv_record_backward(dY, c)
-    dense = weight_grad(chnw(grads["Yt"]), c.cols, c.W.shape)
+    dense = weight_grad(chwn(grads["Yt"]), c.X, c.W.shape)
     return {**grads, "W": switch_on(dense, c.T.T)}
 
 

@@ -79,11 +79,10 @@ def forward(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
     np.matmul(x.reshape(T * B, N), W.T, out=H[1:].reshape(T * B, M))  # (R1) W x_t, all t
     H[1:] += b                                                    # (R1)
     step = np.empty((B, M), dtype)
-    UT = np.ascontiguousarray(U.T)  # a row-major right operand: faster small products in BLAS
     activate = ACTIVATIONS[f][0]
     min_abs_z = math.inf
     for t in range(1, T + 1):
-        np.matmul(H[t - 1], UT, out=step)                         # (R1) U h_{t-1}
+        np.matmul(H[t - 1], U.T, out=step)                        # (R1) U h_{t-1}
         H[t] += step                                              # (R1) H[t] = z_t
         if f == "relu":
             min_abs_z = min(min_abs_z, float(np.abs(H[t]).min()))
@@ -140,10 +139,11 @@ def through_time(dh: np.ndarray, dz: np.ndarray, U: np.ndarray, window: int | No
     """
     T = dh.shape[0]
     step = np.empty_like(dh[0])
+    UT = np.ascontiguousarray(U.T)  # handed to BLAS transposed (UT.T = U): see SMALL_PRODUCTS
     dz[T - 1] *= dh[T - 1]                                        # (R10)
     for t in range(T - 2, -1, -1):
         if window is None or (t + 1) % window:                    # (R22) h_{t+1} not cut
-            np.matmul(dz[t + 1], U, out=step)                     # (R9) U^T dz_{t+1}
+            np.matmul(dz[t + 1], UT.T, out=step)                  # (R9) U^T dz_{t+1}
             dh[t] += step                                         # (R9)
         dz[t] *= dh[t]                                            # (R10)
 
