@@ -16,8 +16,9 @@ fills it, so nothing returned or cached aliases one.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 A, S = 1.7159, 2.0 / 3.0
 """The paper's squashing function f(a) = A tanh(S a)."""
@@ -44,7 +45,7 @@ def workspace(role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     that of the largest layer. Two arrays used at the same time need two roles. Not thread-safe.
     """
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer = _WORKSPACE.get((role, dtype))
     if buffer is None or buffer.size < size:
         buffer = _WORKSPACE[(role, dtype)] = np.empty(size, dtype)
@@ -98,7 +99,10 @@ def nchw(x: np.ndarray) -> np.ndarray:
 
 
 def switch_on(W: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """W (D, C, kh, kw) with the kernels that the table T (C, D) switches off set to exactly 0."""
+    """W (D, C, kh, kw) with the kernels that the table T (C, D) switches off set to exactly 0
+    (W itself when T switches every kernel on)."""
+    if T.all():
+        return W
     return np.where((T.T != 0)[:, :, None, None], W, 0)
 
 
@@ -140,7 +144,9 @@ def windows(X: np.ndarray, kh: int, kw: int, R: int = 1) -> np.ndarray:
     sw = N * X.itemsize
     sh = W * sw
     shape = (C, kh + R - 1, kw, (H - kh + 1) // R, (W - kw + 1) * N)
-    return as_strided(X, shape, (H * sh, sh, sw, R * sh, X.itemsize), writeable=False)
+    view = np.ndarray(shape, X.dtype, X, strides=(H * sh, sh, sw, R * sh, X.itemsize))
+    view.flags.writeable = False
+    return view
 
 
 def columns(X: np.ndarray, kh: int, kw: int, R: int = 1,

@@ -3,9 +3,9 @@
 ``tests/test_benchmarks.py`` tags every benchmark with ``extra_info``: ``side`` ("hand",
 "autograd" or "roof"; a roof also names its ``library``), ``dtype`` and ``flops`` (the record's
 :attr:`Derivation.flops` at the benchmarked dims, the same count for hand and autograd). The
-``roof`` benchmarks time a large square matrix product, NumPy's and torch's, in each dtype; the
-faster of the two medians is the machine's GEMM rate in that session, and each hand kernel is
-reported as a fraction of it.
+``roof`` benchmarks time a large square matrix product, NumPy's and torch's, in each dtype (at
+the start and at the end of the run); the best of their medians is the machine's GEMM rate in
+that session, and each hand kernel is reported as a fraction of it.
 Everything comes from the same run, so a busy machine lowers the roof along with the kernels.
 Because the tags travel in ``extra_info``, they are saved with ``--benchmark-save`` too.
 """
