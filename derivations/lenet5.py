@@ -18,7 +18,7 @@ import numpy as np
 
 from derivations._lenet5_kernels import (
     ACTIVATIONS,
-    chwn,
+    chwn_copy,
     nchw,
     pool_coefficient,
     rot180,
@@ -76,7 +76,7 @@ def softmax(S: np.ndarray) -> np.ndarray:
 
 def forward(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, W5, b5, y, *, f: str, p: int):
     """Summed cross-entropy of the batch (0-d), and the cache."""
-    c1 = conv(chwn(X0), W1, b1, full_table(W1), f)         # (L1) (L2)
+    c1 = conv(chwn_copy(X0), W1, b1, full_table(W1), f)    # (L1) (L2)
     s2 = pool(c1.Y, w1, a1, p, f)                          # (L3) (L4)
     c3 = conv(s2.X, W2, b2, T2, f)                         # (L1) (L2)
     s4 = pool(c3.Y, w2, a2, p, f)                          # (L3) (L4)

@@ -21,7 +21,7 @@ import numpy as np
 
 from derivations._lenet5_kernels import (
     ACTIVATIONS,
-    chwn,
+    chwn_copy,
     correlate,
     full_correlate,
     mean_pool,
@@ -29,6 +29,7 @@ from derivations._lenet5_kernels import (
     pool_coefficient,
     random_table,
     rot180,
+    spread,
     switch_on,
     table_or_paper,
     uniform_fan_in,
@@ -58,7 +59,7 @@ class Conv:
 class Pool:
     """What the backward of a pooling layer needs; maps in the (C, H, W, N) layout."""
 
-    Y: np.ndarray      # (D, H, W, N) input maps
+    size: tuple[int, int]  # (H, W) of the input maps
     P: np.ndarray      # (D, Ho, Wo, N) window means, MeanPool(Y)
     w: np.ndarray      # (D,)
     Xt: np.ndarray     # (D, Ho, Wo, N) before the activation
@@ -111,9 +112,10 @@ def conv_backward(
 def pool(Y: np.ndarray, w: np.ndarray, a: np.ndarray, p: int, g: str) -> Pool:
     """Forward of a pooling layer on Y (D, H, W, N)."""
     P = mean_pool(Y, p)
-    Xt = w[:, None, None, None] * P + a[:, None, None, None]   # (L3)
+    Xt = w[:, None, None, None] * P                            # (L3)
+    Xt += a[:, None, None, None]                               # (L3)
     X = ACTIVATIONS[g][0](Xt)                                  # (L4)
-    return Pool(Y, P, w, Xt, X, p, g)
+    return Pool(Y.shape[1:3], P, w, Xt, X, p, g)
 
 
 def pool_backward(
@@ -124,34 +126,43 @@ def pool_backward(
     scale: Callable[[int], float] = window_scale,
 ) -> dict[str, np.ndarray]:
     """dX (D, Ho, Wo, N) -> dXt, dw, da, dY; maps in (D, H, W, N)."""
-    _, H, W, _ = c.Y.shape
-    dXt = dX * ACTIVATIONS[c.g][1](c.X)                                        # (L20)
-    dw = (dXt * c.P).sum(axis=(1, 2, 3))                                       # (L21)
-    da = dXt.sum(axis=(1, 2, 3))                                               # (L22)
-    rows, cols = index(H, c.p), index(W, c.p)
-    dY = unpool(c.w[:, None, None, None] * scale(c.p) * dXt, rows, cols)       # (L23)
+    H, W = c.size
+    D = len(c.w)
+    dXt = ACTIVATIONS[c.g][1](c.X)
+    dXt *= dX                                                                  # (L20)
+    dw = np.einsum("ij,ij->i", dXt.reshape(D, -1), c.P.reshape(D, -1))        # (L21)
+    da = dXt.reshape(D, -1).sum(axis=1)                                        # (L22)
+    G = (c.w * scale(c.p))[:, None, None, None] * dXt
+    # The whole-window index as one broadcast copy; the source's index (an erratum) as a gather.
+    spread_by = spread if index is window_index else unpool_by(index)
+    dY = spread_by(G, c.p, H, W)                                               # (L23)
     return {"Xt": dXt, "w": dw, "a": da, "Y": dY}
+
+
+def unpool_by(index: Callable[[int, int], np.ndarray]):
+    """``spread`` with the window of each row and column given by ``index``."""
+    return lambda G, p, H, W: unpool(G, index(H, p), index(W, p))
 
 
 def conv_forward(X, W, b, T, *, f: str):
     """Y (N, D, Ho, Wo) of X (N, C, H, W), and the cache."""
-    c = conv(chwn(X), W, b, T, f)
+    c = conv(chwn_copy(X), W, b, T, f)
     return nchw(c.Y), c
 
 
 def conv_record_backward(dY, c: Conv, **stages) -> dict[str, np.ndarray]:
-    g = conv_backward(chwn(dY), c, activation_slope(c), **stages)
+    g = conv_backward(chwn_copy(dY), c, activation_slope(c), **stages)
     return {"Yt": nchw(g["Yt"]), "W": g["W"], "b": g["b"], "X": nchw(g["X"])}
 
 
 def pool_forward(Y, w, a, *, p: int, g: str):
     """X (N, D, H // p, W // p) of Y (N, D, H, W), and the cache."""
-    c = pool(chwn(Y), w, a, p, g)
+    c = pool(chwn_copy(Y), w, a, p, g)
     return nchw(c.X), c
 
 
 def pool_record_backward(dX, c: Pool, **stages) -> dict[str, np.ndarray]:
-    grads = pool_backward(chwn(dX), c, **stages)
+    grads = pool_backward(chwn_copy(dX), c, **stages)
     return {"Xt": nchw(grads["Xt"]), "w": grads["w"], "a": grads["a"], "Y": nchw(grads["Y"])}
 
 
