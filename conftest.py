@@ -8,6 +8,7 @@ import pytest
 from hypothesis import settings
 
 import handgrad
+from handgrad.bench import summary as bench_summary
 
 settings.register_profile("handgrad", deadline=None, derandomize=True, database=None)
 settings.load_profile("handgrad")
@@ -28,17 +29,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """hand/autograd median-time ratio of every benchmark group measured in this run."""
+    """hand/autograd median-time ratio, GFLOP/s and roof fraction of every benchmark group."""
     session = getattr(config, "_benchmarksession", None)
-    groups: dict[str, dict[str, float]] = {}
-    for bench in getattr(session, "benchmarks", []) or []:
-        side = "hand" if "hand" in bench.name else "autograd" if "autograd" in bench.name else None
-        if side and bench.stats and bench.stats.rounds:
-            groups.setdefault(bench.group, {})[side] = bench.stats.median
-    rows = [(g, t["hand"], t["autograd"]) for g, t in sorted(groups.items()) if len(t) == 2]
-    if not rows:
-        return
-    terminalreporter.section("hand / autograd (median times, same run)")
-    for group, hand, auto in rows:
-        terminalreporter.write_line(f"{group:60s} hand {hand * 1e3:9.3f} ms  autograd "
-                                    f"{auto * 1e3:9.3f} ms  ratio {hand / auto:5.2f}")
+    lines = bench_summary(getattr(session, "benchmarks", []) or [])
+    if lines:
+        terminalreporter.section("hand / autograd (median times, same run)")
+        for line in lines:
+            terminalreporter.write_line(line)

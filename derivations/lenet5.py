@@ -21,7 +21,7 @@ import numpy as np
 
 from derivations._lenet5_kernels import (
     ACTIVATIONS,
-    chnw,
+    chwn_copy,
     nchw,
     pool_coefficient,
     rot180,
@@ -36,11 +36,13 @@ from derivations.lenet5_layers import (
     activation_slope,
     conv,
     conv_backward,
+    conv_flops,
     conv_forward,
     conv_record_backward,
     make_conv,
     pool,
     pool_backward,
+    pool_flops,
 )
 from handgrad import Derivation
 from reference import lenet5 as ref
@@ -84,7 +86,7 @@ def softmax(Z: np.ndarray) -> np.ndarray:
 
 def trunk(X0, W1, b1, w1, a1, W2, b2, T2, w2, a2, W3, b3, W4, b4, *, f: str, p: int) -> Trunk:
     """C1 to F6 on X0 (N, C0, H0, W0): the cache, with F6's output Y4 (N, F)."""
-    c1 = conv(chnw(X0), W1, b1, full_table(W1), f)         # (L1) (L2)
+    c1 = conv(chwn_copy(X0), W1, b1, full_table(W1), f)    # (L1) (L2)
     s2 = pool(c1.Y, w1, a1, p, f)                          # (L3) (L4)
     c3 = conv(s2.X, W2, b2, T2, f)                         # (L1) (L2)
     s4 = pool(c3.Y, w2, a2, p, f)                          # (L3) (L4)
@@ -122,7 +124,7 @@ def backward(dout, c: Net, *, slope: Callable[[Conv, Pool], np.ndarray] = slope_
 
 def trunk_backward(dY4, c: Trunk, *, slope: Callable[[Conv, Pool], np.ndarray] = slope_at_Yt):
     """F6 down to the input, given dL/dY4 (N, F): every trunk gradient but Y4's."""
-    dYt4 = dY4 * ACTIVATIONS[c.f][1](c.Yt4, c.Y4)                # (L12)
+    dYt4 = dY4 * ACTIVATIONS[c.f][1](c.Y4)                       # (L12)
     dW4 = dYt4.T @ c.Y3                                          # (L13)
     db4 = dYt4.sum(axis=0)                                       # (L14)
     dY3 = (dYt4 @ c.W4).T.reshape(c.c5.Y.shape)                  # (L15)
@@ -146,8 +148,9 @@ def labels(rng: np.random.Generator, shape, dims) -> np.ndarray:
 
 def min_abs_preactivation(c: Trunk) -> float:
     """Distance to relu's kink: the smallest |pre-activation| of any layer."""
-    pre = (c.c1.Yt, c.s2.Xt, c.c3.Yt, c.s4.Xt, c.c5.Yt, c.Yt4)
-    return float(min(np.abs(a).min() for a in pre))
+    pools = (c.s2.Xt, c.s4.Xt, c.Yt4)
+    return min(c.c1.kink_distance, c.c3.kink_distance, c.c5.kink_distance,
+               *(float(np.abs(a).min()) for a in pools))
 
 
 def derive(p: int):
@@ -196,6 +199,29 @@ def live_bias(rng: np.random.Generator, shape, dims) -> np.ndarray:
     return rng.uniform(0.2, 1.0, size=shape)
 
 
+def network_flops(p: int):
+    """FLOPs of the whole network at dims d: the three conv layers (dense, ``conv_flops``; C1
+    includes the input gradient dX0, which the record reports), the two pooling layers, and the
+    three products of F6 and of the output layer (forward, weight and input gradient). The
+    softmax and the loss are not counted."""
+    pool = pool_flops(p)
+
+    def flops(d) -> float:
+        N = d["N"]
+        h3, w3 = p * d["h4"], p * d["w4"]
+        h1, w1 = p * (h3 + d["k2h"] - 1), p * (w3 + d["k2w"] - 1)
+        convs = (conv_flops({"N": N, "D": d["D1"], "C": d["C0"], "kh": d["k1h"], "kw": d["k1w"],
+                             "Ho": h1, "Wo": w1})
+                 + conv_flops({"N": N, "D": d["D2"], "C": d["D1"], "kh": d["k2h"],
+                               "kw": d["k2w"], "Ho": h3, "Wo": w3})
+                 + conv_flops({"N": N, "D": d["D3"], "C": d["D2"], "kh": d["h4"], "kw": d["w4"],
+                               "Ho": 1, "Wo": 1}))
+        pools = (pool({"N": N, "D": d["D1"], "Ho": h1 // p, "Wo": w1 // p})
+                 + pool({"N": N, "D": d["D2"], "Ho": d["h4"], "Wo": d["w4"]}))
+        return convs + pools + 6.0 * N * (d["F"] * d["D3"] + d["K"] * d["F"])
+    return flops
+
+
 def make(f: str, name: str = "", **changes) -> Derivation:
     """The network record with activation f and 2x2 pooling; ``changes`` overrides fields."""
     p = 2
@@ -226,6 +252,7 @@ def make(f: str, name: str = "", **changes) -> Derivation:
         "cases": () if f == "relu" else (PAPER,),
         "complex_step": f != "relu",
         "bench": ({**PAPER, "N": 64},) if f == "scaled-tanh" else (),
+        "flops": network_flops(p),
     }
     return Derivation(**{**fields, **changes})
 
@@ -248,19 +275,19 @@ def true_convolution_forward(X, W, b, T, *, f: str):
     return conv_forward(X, rot180(W), b, T, f=f)
 
 
-def weight_grad_as_written_true_convolution(dYt, cols, shape) -> np.ndarray:
+def weight_grad_as_written_true_convolution(dYt, X, shape) -> np.ndarray:
     """The source's dW = dL/dY~ (x) X with (x) a true valid convolution: rot180(dL/dY~)
     correlated with X. In 1-D with x (3,) and g = dL/dY~ (2,): (g0 x1 + g1 x0, g0 x2 + g1 x1).
     The gradient of the true-convolution forward is rot180(g correlated with X):
     (g0 x1 + g1 x2, g0 x0 + g1 x1)."""
-    return weight_grad(dYt[:, ::-1, :, ::-1], cols, shape)
+    return weight_grad(dYt[:, ::-1, ::-1], X, shape)
 
 
 def slope_at_Xt_as_written(c: Conv, following: Pool) -> np.ndarray:
     """The source's f'(X~^(l)) in place of f'(Y~^(l)), X~ repeated over its windows to fit."""
-    _, H, _, W = c.Y.shape
+    _, H, W, _ = c.Y.shape
     Xt = upsample(following.Xt, following.p, H, W)
-    return ACTIVATIONS[c.f][1](Xt, ACTIVATIONS[c.f][0](Xt))
+    return ACTIVATIONS[c.f][1](ACTIVATIONS[c.f][0](Xt))
 
 
 def dense_table(rng: np.random.Generator, shape, dims) -> np.ndarray:

@@ -5,13 +5,14 @@ Convolution with a connection table (C1, C3, C5), (L1) (L2):
 Trainable mean-pool (S2, S4), (L3) (L4):
     Y (N, D, H, W), w (D,), a (D,)  ->  X = g(Xt) (N, D, H // p, W // p).
 
-The layer functions work on the ``(C, H, N, W)`` layout of ``_lenet5_kernels``; the records wrap
+The layer functions work on the ``(C, H, W, N)`` layout of ``_lenet5_kernels``; the records wrap
 them for ``(N, C, H, W)`` arrays. The backward functions take their stages as keyword arguments,
 so that the errata records (``lenet5.py``) can swap one for the source's formula as written.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,7 @@ import numpy as np
 
 from derivations._lenet5_kernels import (
     ACTIVATIONS,
-    chnw,
+    chwn_copy,
     correlate,
     full_correlate,
     mean_pool,
@@ -28,6 +29,7 @@ from derivations._lenet5_kernels import (
     pool_coefficient,
     random_table,
     rot180,
+    spread,
     switch_on,
     table_or_paper,
     uniform_fan_in,
@@ -42,42 +44,45 @@ from reference import lenet5 as ref
 
 @dataclass
 class Conv:
-    """What the backward of a convolution layer needs; maps in the (C, H, N, W) layout."""
+    """What the backward of a convolution layer needs; maps in the (C, H, W, N) layout."""
 
-    X: np.ndarray      # (C, H, N, W) input maps X^(l-1)
+    X: np.ndarray      # (C, H, W, N) input maps X^(l-1), C-contiguous
     W: np.ndarray      # (D, C, kh, kw) as given
     Wm: np.ndarray     # (D, C, kh, kw) with the table applied
     T: np.ndarray      # (C, D)
-    cols: np.ndarray   # (C*kh*kw, Ho*N*Wo) windows of X
-    Yt: np.ndarray     # (D, Ho, N, Wo) before the activation
-    Y: np.ndarray      # (D, Ho, N, Wo)
+    Y: np.ndarray      # (D, Ho, Wo, N); f' comes from Y, so Yt is not kept
     f: str
+    kink_distance: float  # distance of the pre-activations to relu's kink (inf for other f)
 
 
 @dataclass
 class Pool:
-    """What the backward of a pooling layer needs; maps in the (C, H, N, W) layout."""
+    """What the backward of a pooling layer needs; maps in the (C, H, W, N) layout."""
 
-    Y: np.ndarray      # (D, H, N, W) input maps
-    P: np.ndarray      # (D, Ho, N, Wo) window means, MeanPool(Y)
+    size: tuple[int, int]  # (H, W) of the input maps
+    P: np.ndarray      # (D, Ho, Wo, N) window means, MeanPool(Y)
     w: np.ndarray      # (D,)
-    Xt: np.ndarray     # (D, Ho, N, Wo) before the activation
-    X: np.ndarray      # (D, Ho, N, Wo)
+    Xt: np.ndarray     # (D, Ho, Wo, N) before the activation
+    X: np.ndarray      # (D, Ho, Wo, N)
     p: int
     g: str
 
 
 def conv(X: np.ndarray, W: np.ndarray, b: np.ndarray, T: np.ndarray, f: str) -> Conv:
-    """Forward of a convolution layer on X (C, H, N, W)."""
+    """Forward of a convolution layer on X (C, H, W, N) (copied if not C-contiguous)."""
+    X = np.ascontiguousarray(X)
     Wm = switch_on(W, T)
-    Yt, cols = correlate(X, Wm, b)                     # (L1)
-    Y = ACTIVATIONS[f][0](Yt)                          # (L2)
-    return Conv(X, W, Wm, T, cols, Yt, Y, f)
+    Yt = correlate(X, Wm, b)                           # (L1) in the workspace, rows blocked
+    D, blocks, R, Wo, N = Yt.shape
+    Y = np.empty((D, blocks * R, Wo, N), Yt.dtype)
+    ACTIVATIONS[f][0](Yt, out=Y.reshape(Yt.shape))     # (L2)
+    kink = float(np.abs(Yt).min()) if f == "relu" else math.inf
+    return Conv(X, W, Wm, T, Y, f, kink)
 
 
 def activation_slope(c: Conv) -> np.ndarray:
-    """f'(Yt) (D, Ho, N, Wo)."""
-    return ACTIVATIONS[c.f][1](c.Yt, c.Y)
+    """f'(Yt) (D, Ho, Wo, N), a new array."""
+    return ACTIVATIONS[c.f][1](c.Y)
 
 
 def input_kernels(c: Conv) -> np.ndarray:
@@ -93,20 +98,24 @@ def conv_backward(
     kernels: Callable[[Conv], np.ndarray] = input_kernels,
     wgrad: Callable[..., np.ndarray] = weight_grad,
 ) -> dict[str, np.ndarray]:
-    """dY (D, Ho, N, Wo) and slope = f'(Yt) -> dYt, dW, db, dX; maps in (C, H, N, W)."""
-    dYt = dY * slope                                                   # (L16)
-    dW = switch_on(wgrad(dYt, c.cols, c.W.shape), c.T)                # (L17)
-    db = dYt.sum(axis=(1, 2, 3))                                       # (L18)
-    dX = full_correlate(dYt, kernels(c), c.X.shape[1], c.X.shape[3])  # (L19)
+    """dY (D, Ho, Wo, N) and slope = f'(Yt) -> dYt, dW, db, dX; maps in (C, H, W, N).
+
+    ``slope`` must be a new array: it becomes dYt (one multi-megabyte array fewer per call).
+    """
+    dYt = np.multiply(slope, dY, out=slope)                            # (L16)
+    dW = switch_on(wgrad(dYt, c.X, c.W.shape), c.T)                   # (L17)
+    db = dYt.reshape(len(dYt), -1).sum(axis=1)                         # (L18)
+    dX = full_correlate(dYt, kernels(c), c.X.shape[1], c.X.shape[2])  # (L19)
     return {"Yt": dYt, "W": dW, "b": db, "X": dX}
 
 
 def pool(Y: np.ndarray, w: np.ndarray, a: np.ndarray, p: int, g: str) -> Pool:
-    """Forward of a pooling layer on Y (D, H, N, W)."""
+    """Forward of a pooling layer on Y (D, H, W, N)."""
     P = mean_pool(Y, p)
-    Xt = w[:, None, None, None] * P + a[:, None, None, None]   # (L3)
+    Xt = w[:, None, None, None] * P                            # (L3)
+    Xt += a[:, None, None, None]                               # (L3)
     X = ACTIVATIONS[g][0](Xt)                                  # (L4)
-    return Pool(Y, P, w, Xt, X, p, g)
+    return Pool(Y.shape[1:3], P, w, Xt, X, p, g)
 
 
 def pool_backward(
@@ -116,40 +125,59 @@ def pool_backward(
     index: Callable[[int, int], np.ndarray] = window_index,
     scale: Callable[[int], float] = window_scale,
 ) -> dict[str, np.ndarray]:
-    """dX (D, Ho, N, Wo) -> dXt, dw, da, dY; maps in (D, H, N, W)."""
-    _, H, _, W = c.Y.shape
-    dXt = dX * ACTIVATIONS[c.g][1](c.Xt, c.X)                                  # (L20)
-    dw = (dXt * c.P).sum(axis=(1, 2, 3))                                       # (L21)
-    da = dXt.sum(axis=(1, 2, 3))                                               # (L22)
-    rows, cols = index(H, c.p), index(W, c.p)
-    dY = unpool(c.w[:, None, None, None] * scale(c.p) * dXt, rows, cols)       # (L23)
+    """dX (D, Ho, Wo, N) -> dXt, dw, da, dY; maps in (D, H, W, N)."""
+    H, W = c.size
+    D = len(c.w)
+    dXt = ACTIVATIONS[c.g][1](c.X)
+    dXt *= dX                                                                  # (L20)
+    dw = np.einsum("ij,ij->i", dXt.reshape(D, -1), c.P.reshape(D, -1))        # (L21)
+    da = dXt.reshape(D, -1).sum(axis=1)                                        # (L22)
+    G = (c.w * scale(c.p))[:, None, None, None] * dXt
+    # The whole-window index as one broadcast copy; the source's index (an erratum) as a gather.
+    spread_by = spread if index is window_index else unpool_by(index)
+    dY = spread_by(G, c.p, H, W)                                               # (L23)
     return {"Xt": dXt, "w": dw, "a": da, "Y": dY}
+
+
+def unpool_by(index: Callable[[int, int], np.ndarray]):
+    """``spread`` with the window of each row and column given by ``index``."""
+    return lambda G, p, H, W: unpool(G, index(H, p), index(W, p))
 
 
 def conv_forward(X, W, b, T, *, f: str):
     """Y (N, D, Ho, Wo) of X (N, C, H, W), and the cache."""
-    c = conv(chnw(X), W, b, T, f)
+    c = conv(chwn_copy(X), W, b, T, f)
     return nchw(c.Y), c
 
 
 def conv_record_backward(dY, c: Conv, **stages) -> dict[str, np.ndarray]:
-    g = conv_backward(chnw(dY), c, activation_slope(c), **stages)
+    g = conv_backward(chwn_copy(dY), c, activation_slope(c), **stages)
     return {"Yt": nchw(g["Yt"]), "W": g["W"], "b": g["b"], "X": nchw(g["X"])}
 
 
 def pool_forward(Y, w, a, *, p: int, g: str):
     """X (N, D, H // p, W // p) of Y (N, D, H, W), and the cache."""
-    c = pool(chnw(Y), w, a, p, g)
+    c = pool(chwn_copy(Y), w, a, p, g)
     return nchw(c.X), c
 
 
 def pool_record_backward(dX, c: Pool, **stages) -> dict[str, np.ndarray]:
-    grads = pool_backward(chnw(dX), c, **stages)
+    grads = pool_backward(chwn_copy(dX), c, **stages)
     return {"Xt": nchw(grads["Xt"]), "w": grads["w"], "a": grads["a"], "Y": nchw(grads["Y"])}
 
 
 def min_abs_preactivation(c: Conv | Pool) -> float:
-    return float(np.abs(c.Yt if isinstance(c, Conv) else c.Xt).min())
+    return c.kink_distance if isinstance(c, Conv) else float(np.abs(c.Xt).min())
+
+
+def conv_flops(d) -> float:
+    """FLOPs (a multiply-add counts 2) of the three correlations of a dense layer: the forward
+    (L1), the weight gradient (L17) and the input gradient (L19), each N D C kh kw Ho Wo
+    multiply-adds. This is what autograd does for any table (it convolves with the masked W). A
+    hand layer that skips the pairs its table T switches off needs T.sum() / (C D) of it: 60 / 96
+    for the paper's C3. Bias, activation and slope (O(N D Ho Wo), under 1/(C kh kw) of the
+    products) are not counted."""
+    return 6.0 * d["N"] * d["D"] * d["C"] * d["kh"] * d["kw"] * d["Ho"] * d["Wo"]
 
 
 def derive_conv(d):
@@ -184,6 +212,7 @@ def make_conv(f: str, name: str = "", **changes) -> Derivation:
         "source": "bp-derivation.txt section 3",
         "complex_step": f != "relu",
         "bench": ({**C1, "N": 1}, {**C1, "N": 64}) if f == "scaled-tanh" else (),
+        "flops": conv_flops,
     }
     return Derivation(**{**fields, **changes})
 
@@ -191,6 +220,13 @@ def make_conv(f: str, name: str = "", **changes) -> Derivation:
 def derive_pool(p: int):
     """H, W from the window count and a remainder (R - 1) mod p of rows/columns left over."""
     return lambda d: {"Hi": p * d["Ho"] + (d["Rh"] - 1) % p, "Wi": p * d["Wo"] + (d["Rw"] - 1) % p}
+
+
+def pool_flops(p: int):
+    """FLOPs of a pooling layer at dims d, per window: p^2 for the mean, 2 for w P + a (L3), and
+    5 in the backward: dXt (L20), w P dXt summed (L21), dXt summed (L22), w / p^2 dXt (L23).
+    The activation and its slope are not counted, as in ``conv_flops``."""
+    return lambda d: float(d["N"] * d["D"] * d["Ho"] * d["Wo"] * (p * p + 7))
 
 
 def make_pool(g: str, p: int, name: str = "", **changes) -> Derivation:
@@ -215,6 +251,7 @@ def make_pool(g: str, p: int, name: str = "", **changes) -> Derivation:
         "complex_step": g != "relu",
         "bench": ({"N": 64, "D": 6, "Ho": 14, "Wo": 14, "Rh": 1, "Rw": 1},)
         if (g, p) == ("scaled-tanh", 2) else (),
+        "flops": pool_flops(p),
     }
     return Derivation(**{**fields, **changes})
 

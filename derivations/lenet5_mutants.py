@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from derivations._lenet5_kernels import chnw, rot180, switch_on, uniform_fan_in, weight_grad
+from derivations._lenet5_kernels import chwn, rot180, switch_on, uniform_fan_in, weight_grad
 from derivations.lenet5_layers import (
     Conv,
     conv_record_backward,
@@ -31,14 +31,14 @@ def unrotated_kernels(c: Conv) -> np.ndarray:
 def conv_table_swapped_backward(dY, c: Conv) -> dict[str, np.ndarray]:
     """(L17) the table read as T[d, p] instead of T[p, d] when switching dW off."""
     grads = conv_record_backward(dY, c)
-    dense = weight_grad(chnw(grads["Yt"]), c.cols, c.W.shape)
+    dense = weight_grad(chwn(grads["Yt"]), c.X, c.W.shape)
     return {**grads, "W": switch_on(dense, c.T.T)}
 
 
-def weight_grad_rotated(dYt, cols, shape) -> np.ndarray:
+def weight_grad_rotated(dYt, X, shape) -> np.ndarray:
     """(L17) turned by 180 degrees: the gradient of a true-convolution forward, rot180(dL/dY~
     correlated with X), paired with the correlation forward (L1)."""
-    return rot180(weight_grad(dYt, cols, shape))
+    return rot180(weight_grad(dYt, X, shape))
 
 
 def source_window_index(n: int, p: int) -> np.ndarray:

@@ -142,6 +142,12 @@ NONDEGENERATE_DIMS = {**DIMS, "M": (2, 8), "C": (2, 5)}
 entry matches any wrong value up to a factor, so the smallest case would name a misleading kind."""
 
 
+def mlp_flops(d) -> float:
+    """FLOPs of the two layers' products, each once forward and twice backward (weight and input
+    gradient): 6 N (d M + M C). Elementwise work and the softmax are not counted."""
+    return 6.0 * d["N"] * (d["d"] * d["M"] + d["M"] * d["C"])
+
+
 def make(loss_name: str, f1: str, **changes) -> Derivation:
     """The record of one variant; ``changes`` overrides record fields (used by the errata)."""
     loss, f2 = LOSSES[loss_name]
@@ -167,6 +173,7 @@ def make(loss_name: str, f1: str, **changes) -> Derivation:
         "update": sgd_update,
         "bench": ({"N": 64, "d": 784, "M": 256, "C": 10},) if (loss_name, f1) == ("ce", "tanh")
         else (),
+        "flops": mlp_flops,
     }
     return Derivation(**{**fields, **changes})
 

@@ -79,11 +79,12 @@ def forward(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
     np.matmul(x.reshape(T * B, D), W.T, out=H[1:].reshape(T * B, M))  # (R1) W x_t, all t
     H[1:] += b                                                    # (R1)
     step = np.empty((B, M), dtype)
-    UT = np.ascontiguousarray(U.T)  # a row-major right operand: faster small products in BLAS
     activate = ACTIVATIONS[f][0]
     min_abs_z = math.inf
     for t in range(1, T + 1):
-        np.matmul(H[t - 1], UT, out=step)                         # (R1) U h_{t-1}
+        # U.T, a view, reaches BLAS as a transposed operand: OpenBLAS multiplies (B, M) by a
+        # transposed (M, M) a third faster in float64 than by a row-major one (benchmark VM).
+        np.matmul(H[t - 1], U.T, out=step)                        # (R1) U h_{t-1}
         H[t] += step                                              # (R1) H[t] = z_t
         if f == "relu":
             min_abs_z = min(min_abs_z, float(np.abs(H[t]).min()))
@@ -113,20 +114,23 @@ def output_gradient(dout, c: Cache) -> np.ndarray:
     return dout * (c.out - c.y)                                   # (R6)
 
 
-def output_layer_backward(da: np.ndarray, c: Cache) -> dict[str, np.ndarray]:
-    """dV, dc and dh_out[t] = V^T da_t, the part of dL/dh_t that comes from the output."""
+def output_layer_backward(da: np.ndarray, c: Cache,
+                          out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """dV, dc and dh_out[t] = V^T da_t (in ``out`` if given), the part of dL/dh_t that comes
+    from the output."""
     T, B, C = da.shape
     M = c.U.shape[0]
     da2 = da.reshape(T * B, C)
     dV = da2.T @ c.H[1:].reshape(T * B, M)                        # (R7)
     dc = da2.sum(axis=0)                                          # (R8)
-    dh_out = (da2 @ c.V).reshape(T, B, M)                         # (R9) V^T da_t
+    dh_out = np.empty((T, B, M), np.result_type(da, c.V)) if out is None else out
+    np.matmul(da2, c.V, out=dh_out.reshape(T * B, M))             # (R9) V^T da_t
     return {"V": dV, "c": dc, "h_out": dh_out}
 
 
-def activation_derivative(c: Cache) -> np.ndarray:
-    """f'(z_t) for every t: (T, B, M)."""
-    out = np.empty_like(c.H[1:])
+def activation_derivative(c: Cache, out: np.ndarray | None = None) -> np.ndarray:
+    """f'(z_t) for every t: (T, B, M), in ``out`` if given."""
+    out = np.empty_like(c.H[1:]) if out is None else out
     ACTIVATIONS[c.f][1](c.H[1:], out)
     return out
 
@@ -140,10 +144,11 @@ def through_time(dh: np.ndarray, dz: np.ndarray, U: np.ndarray, window: int | No
     """
     T = dh.shape[0]
     step = np.empty_like(dh[0])
+    UT = np.ascontiguousarray(U.T)  # UT.T = U as a transposed operand, as in ``forward``
     dz[T - 1] *= dh[T - 1]                                        # (R10)
     for t in range(T - 2, -1, -1):
         if window is None or (t + 1) % window:                    # (R22) h_{t+1} not cut
-            np.matmul(dz[t + 1], U, out=step)                     # (R9) U^T dz_{t+1}
+            np.matmul(dz[t + 1], UT.T, out=step)                  # (R9) U^T dz_{t+1}
             dh[t] += step                                         # (R9)
         dz[t] *= dh[t]                                            # (R10)
 
@@ -158,10 +163,12 @@ def parameter_gradients(dz: np.ndarray, c: Cache) -> dict[str, np.ndarray]:
     return {"U": dU, "W": dW, "b": db}
 
 
-def input_gradients(dz: np.ndarray, c: Cache) -> dict[str, np.ndarray]:
-    """dx for every step and dh0."""
+def input_gradients(dz: np.ndarray, c: Cache,
+                    out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """dx for every step (in ``out`` if given) and dh0."""
     T, B, M = dz.shape
-    dx = (dz.reshape(T * B, M) @ c.W).reshape(T, B, -1)           # (R14)
+    dx = np.empty(c.x.shape, np.result_type(dz, c.W)) if out is None else out
+    np.matmul(dz.reshape(T * B, M), c.W, out=dx.reshape(T * B, -1))  # (R14)
     dh0 = dz[0] @ c.U                                             # (R15)
     return {"x": dx, "h0": dh0}
 
@@ -169,12 +176,29 @@ def input_gradients(dz: np.ndarray, c: Cache) -> dict[str, np.ndarray]:
 def backward(dout, c: Cache, *, window: int | None = None) -> dict[str, np.ndarray]:
     """Gradients of S = dout * L; ``window`` = k gives truncated BPTT (see ``through_time``)."""
     da = output_gradient(dout, c)
-    out = output_layer_backward(da, c)
+    dh, dz, dx = one_block([c.H[1:].shape, c.H[1:].shape, c.x.shape],
+                           np.result_type(da, c.V, c.U, c.W))
+    out = output_layer_backward(da, c, out=dh)
     dh = out.pop("h_out")
-    dz = activation_derivative(c)
+    dz = activation_derivative(c, out=dz)
     through_time(dh, dz, c.U, window)
     return {"a": da, **out, "h": dh, "z": dz, **parameter_gradients(dz, c),
-            **input_gradients(dz, c)}
+            **input_gradients(dz, c, out=dx)}
+
+
+def one_block(shapes: list[tuple[int, ...]], dtype) -> list[np.ndarray]:
+    """New C-contiguous arrays of ``shapes``, carved out of one allocation.
+
+    glibc returns freed heap memory to the system once more than twice the largest block it
+    ever freed lies unused at the top, and pages come back one fault each (~1.4 us on the
+    benchmark VM). Three gradients of (T, B, M) size as three blocks were re-faulted at every
+    call, ~4000 faults at the largest benchmark; one block of their total size keeps the
+    threshold above what a call frees.
+    """
+    sizes = [math.prod(s) for s in shapes]
+    block = np.empty(sum(sizes), dtype)
+    ends = np.cumsum(sizes)
+    return [block[e - n : e].reshape(s) for s, n, e in zip(shapes, sizes, ends)]
 
 
 def labels(rng: np.random.Generator, shape, dims) -> np.ndarray:
@@ -205,6 +229,13 @@ BENCH = ({"B": 1, "T": 50, "D": 32, "M": 64, "C": 10},
          {"B": 32, "T": 100, "D": 128, "M": 256, "C": 10})
 
 
+def bptt_flops(d) -> float:
+    """FLOPs of forward and full BPTT at dims d: six products over all T B rows, each once
+    forward and twice backward (weight and input gradient): W x_t (R1, R12, R14), U h_{t-1} (R1,
+    R11, R9/R15) and V h_t (R3, R7, R9). Elementwise work is not counted."""
+    return 6.0 * d["T"] * d["B"] * (d["D"] * d["M"] + d["M"] * d["M"] + d["M"] * d["C"])
+
+
 def make(name: str, f: str, loss: str, **changes) -> Derivation:
     """The record of one variant; ``changes`` overrides record fields."""
     opts = {"f": f, "loss": loss}
@@ -226,6 +257,7 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "variant": {"f": f, "loss": loss, "bptt": "full, linear time"},
         "source": "bp-derivation.txt section 4",
         "complex_step": f != "relu",
+        "flops": bptt_flops,
     }
     return Derivation(**{**fields, **changes})
 

@@ -13,7 +13,6 @@ import handgrad
 from derivations import lenet5, lenet5_mutants
 from derivations._lenet5_kernels import (
     PAPER_TABLE,
-    columns,
     random_table,
     weight_grad,
     window_index,
@@ -134,11 +133,10 @@ def _autograd_weight_gradient(true_convolution: bool) -> list[float]:
 
 def _source_weight_gradient(true_convolution: bool) -> list[float]:
     """The source's g (x) x, (x) read one way or the other, by the NumPy code the records use."""
-    X = np.array(X_1D).reshape(1, 1, 1, 3)    # (C, H, N, W)
-    dYt = np.array(G_1D).reshape(1, 1, 1, 2)  # (D, Ho, N, Wo)
-    cols = columns(X, 1, 2)
+    X = np.array(X_1D).reshape(1, 1, 3, 1)    # (C, H, W, N)
+    dYt = np.array(G_1D).reshape(1, 1, 2, 1)  # (D, Ho, Wo, N)
     source = lenet5.weight_grad_as_written_true_convolution if true_convolution else weight_grad
-    return source(dYt, cols, (1, 1, 1, 2)).ravel().tolist()
+    return source(dYt, X, (1, 1, 1, 2)).ravel().tolist()
 
 
 def test_source_weight_gradient_is_right_as_a_correlation_wrong_as_a_true_convolution():

@@ -1,0 +1,49 @@
+"""The benchmark summary (handgrad/bench.py) on hand-made benchmark records: the ratio, GFLOP/s
+and roof fraction it prints must follow from the medians and FLOP counts it is given."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from handgrad.bench import gemm_rates, summary, timings
+
+
+def bench(group: str, median: float, rounds: int = 5, **info) -> SimpleNamespace:
+    """A stand-in for pytest-benchmark's Metadata: group, extra_info, stats."""
+    return SimpleNamespace(group=group, extra_info=info,
+                           stats=SimpleNamespace(median=median, rounds=rounds))
+
+
+def session() -> list[SimpleNamespace]:
+    return [
+        bench("gemm float64 first", 0.02, side="roof", library="numpy", dtype="float64",
+              flops=2e9),                                                     # 100 GFLOP/s
+        bench("gemm float64 last", 0.04, side="roof", library="numpy", dtype="float64",
+              flops=2e9),                                                     # 50 GFLOP/s
+        bench("conv float64", 0.004, side="hand", dtype="float64", flops=1e8),  # 25 GFLOP/s
+        bench("conv float64", 0.005, side="autograd", dtype="float64", flops=1e8),
+        bench("conv float32", 0.001, side="hand", dtype="float32", flops=1e8),  # no float32 roof
+        bench("conv float32", 0.002, side="autograd", dtype="float32", flops=1e8),
+        bench("lonely float64", 0.001, side="hand", dtype="float64", flops=None),
+        bench("disabled float64", 0.001, rounds=0, side="hand", dtype="float64", flops=1.0),
+        bench("untagged", 0.001),
+    ]
+
+
+def test_roof_is_the_best_gemm_rate_of_each_dtype():
+    assert gemm_rates(timings(session())) == {"float64": 100.0}
+
+
+def test_group_line_has_ratio_rates_and_roof_fraction():
+    lines = summary(session())
+    conv64 = next(line for line in lines if line.startswith("conv float64"))
+    # hand 4 ms, autograd 5 ms: ratio 0.80, 25 and 20 GFLOP/s, 25 % of the 100 GFLOP/s roof.
+    assert conv64.split()[2:] == ["4.000", "5.000", "0.80", "25.0", "20.0", "25%"]
+    conv32 = next(line for line in lines if line.startswith("conv float32"))
+    assert conv32.split()[-1] == "-"  # no float32 roof measured
+
+
+def test_groups_without_both_sides_or_rounds_are_left_out():
+    text = "\n".join(summary(session()))
+    assert "lonely" not in text and "disabled" not in text and "untagged" not in text
+    assert summary([bench("x", 0.1, rounds=0, side="hand", dtype="float64", flops=1.0)]) == []
