@@ -1,14 +1,20 @@
 """The derivation record: everything the engine needs to know about one hand-derived backward.
 
-How to add a derivation (no edit to the engine, ``conftest.py`` or ``tests/``):
+How to add a derivation to this repository (no edit to the engine, ``conftest.py`` or
+``tests/``; ``handgrad new NAME`` writes the three files from a template):
 
 1. ``derivations/<stem>.md``: the derivation itself. Sections *Shapes*, *Forward*, *Backward*,
-   *Gradients* and *Differences from the source*; every equation carries a tag such as
-   ``\\tag{M7}`` that the code comments and the record's ``tags`` cite.
+   *Gradients* and *Differences from the source* (a record with ``source`` set) or *Common
+   mistakes* (one without); every equation carries a tag such as ``\\tag{M7}`` that the code
+   comments and the record's ``tags`` cite.
 2. ``reference/<stem>.py``: the same computation written independently in PyTorch.
 3. ``derivations/<stem>.py``: the NumPy ``forward`` and ``backward`` and one or more
    :class:`Derivation` records at module level (a module-level list or tuple of records counts
-   too). Discovery imports every module of ``derivations/`` and collects them.
+   too). Discovery imports every ``*.py`` of the configured paths and collects them.
+
+Code that lives elsewhere needs only a record file in its own folder (``handgrad check --path``),
+the Markdown and the tags being optional there; :mod:`handgrad.adapt` makes the record from
+course-style code in one call.
 
 The calling convention, for a record ``r``:
 
