@@ -46,9 +46,9 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def browser_page(tmp_path_factory):
+    executable = chromium()  # skips (or fails under CI=1) without a browser or Playwright
     from playwright.sync_api import sync_playwright
 
-    executable = chromium()
     out = tmp_path_factory.mktemp("site")
     site.build(out, [find(PASSING), find(FAILING)], cases=2, jobs=1)
     profile = tmp_path_factory.mktemp("chromium-profile")
