@@ -49,17 +49,6 @@ class TaylorResult:
     fit: tuple[int, ...]  # indices of the steps the slope was fitted over
     message: str
 
-    @property
-    def floor(self) -> float:
-        return self.floors[-1] if self.floors else 0.0
-
-    @property
-    def radius(self) -> float:
-        """The largest tested step whose stencil and every smaller one are kink-free (0: none;
-        the kink test runs from the fit's steps down)."""
-        start = _clean_from(self.kinks)
-        return self.steps[start] if start < len(self.steps) else 0.0
-
 
 def _clean_from(kinks: tuple[bool, ...]) -> int:
     """The first index from which no step is marked kinked."""
