@@ -13,6 +13,7 @@ import handgrad
 from handgrad import adapt
 from handgrad.cases import build_inputs, sample_cases
 from handgrad.record import DerivationError
+from tests.corpus.classes import SGDLinear, SGDLinearAscent
 
 DIMS = {"N": (2, 4), "D": (2, 5), "M": (3, 5)}
 
@@ -267,22 +268,6 @@ class LinearTransposed(Linear):
     def backward(self, dout):
         dx = super().backward(dout)
         self.dW = dout.T @ self.x
-        return dx
-
-
-class SGDLinear(Linear):
-    def backward(self, dout):
-        dx = super().backward(dout)
-        self.W -= self.lr * self.dW
-        self.b -= self.lr * self.db
-        return dx
-
-
-class SGDLinearAscent(SGDLinear):
-    def backward(self, dout):
-        dx = Linear.backward(self, dout)
-        self.W += self.lr * self.dW
-        self.b += self.lr * self.db
         return dx
 
 
