@@ -1,0 +1,421 @@
+"""The class-layer adapter, :func:`handgrad.adapt.layer`: a layer is built, given the
+engine's parameters, run forward and backward through the methods it names, and its parameter
+gradients are read where it leaves them (attributes, a dict, the arguments of its own
+``update`` call, or a recording optimizer handed to it). A layer that steps inside backward
+is checked at learning rate 0, and its own step is replayed at a positive rate for the descent
+check."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from handgrad.adapt_calls import (
+    Returns,
+    keyed_by,
+    module_globals,
+    parse_globals,
+    positional,
+    uses_rate,
+    with_rate,
+)
+from handgrad.adapt_spec import OUT, AdaptedCache, ShapeSpec, build_spec, fail, wrap_kink
+from handgrad.record import Derivation, DerivationError
+from handgrad.shapes import Dims, Shape
+
+GradSlot = str | Callable[[Any, str], np.ndarray]
+# The engine may call ``update`` a few times per case (float64 only); remembering the last few
+# backward calls of a self-updating layer is enough to replay the one it asks about.
+_REPLAY_MEMORY = 8
+
+
+@dataclass(frozen=True)
+class PassedTo:
+    """``grads=adapt.passed_to("update")``: the layer hands its gradients to one of its own
+    methods (``self.update(dW, db)``), positionally in the order of ``params`` or by keyword
+    (``W=`` or ``dW=``). The adapter records them there and lets the method run."""
+
+    method: str
+
+
+def passed_to(method: str) -> PassedTo:
+    """Gradients read from the arguments of the layer's own call ``self.<method>(dW, db)``."""
+    return PassedTo(method)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a layer keeps one named tensor: an attribute (``"d{name}"``) or a dict entry
+    (``"grads[{name}]"``), or a callable ``(layer, name) -> array`` for reading."""
+
+    text: str
+    read: Callable[[Any, str], Any] | None = None
+
+    PATTERN = re.compile(r"(?P<attr>[A-Za-z_{][\w{}]*)(\[(?P<key>[^\]]+)\])?\Z")
+
+    @classmethod
+    def parse(cls, spec: GradSlot, *, derivation: str, what: str) -> _Slot:
+        if callable(spec):
+            return cls(f"<{what} callable>", spec)
+        match = cls.PATTERN.match(spec) if isinstance(spec, str) else None
+        if not match or "{name}" not in spec:
+            raise fail(derivation, f"{what}={spec!r}: write where each tensor lives with "
+                       "{name} for its name, e.g. 'd{name}' (layer.dW), 'grads[{name}]' "
+                       "(layer.grads['W']), or pass a callable (layer, name) -> array"
+                       + (", or adapt.passed_to('update') for gradients handed to a method"
+                          if what == "grads" else ""))
+        return cls(spec)
+
+    def _where(self, name: str) -> tuple[str, str | None]:
+        match = self.PATTERN.match(self.text)
+        key = match["key"]
+        return (match["attr"].format(name=name),
+                None if key is None else key.format(name=name).strip("'\""))
+
+    def get(self, layer: Any, name: str) -> Any:
+        if self.read is not None:
+            return self.read(layer, name)
+        attr, key = self._where(name)
+        return getattr(layer, attr) if key is None else getattr(layer, attr)[key]
+
+    def set(self, layer: Any, name: str, value: np.ndarray) -> None:
+        attr, key = self._where(name)
+        if key is None:
+            setattr(layer, attr, value)
+        else:
+            if not isinstance(getattr(layer, attr, None), dict):
+                setattr(layer, attr, {})
+            getattr(layer, attr)[key] = value
+
+    def attributes(self, names: Sequence[str]) -> set[str]:
+        """The layer attributes this slot writes for ``names`` (none known for a callable)."""
+        return set() if self.read is not None else {self._where(n)[0] for n in names}
+
+
+class RecordingOptimizer:
+    """The optimizer the adapter hands a layer that passes its gradients to one
+    (``self.W = self.W_opt.update(self.W, dW)``): it keeps each gradient under the name of the
+    parameter it came with, and returns the parameter stepped by plain SGD at the adapter's
+    rate (0 while gradients are checked: the parameter itself). Any method name works
+    (``update``, ``step``, ...); copies of it are itself, so per-parameter copies
+    (``copy.copy(optimizer)``) all record here."""
+
+    def __init__(self, derivation: str, rate: float, params: Mapping[str, np.ndarray]) -> None:
+        self._derivation, self._rate = derivation, rate
+        self._names = {id(v): k for k, v in params.items()}
+        self.grads: dict[str, Any] = {}
+
+    def _record(self, param: Any, grad: Any, *_: Any, **__: Any) -> Any:
+        name = self._names.get(id(param))
+        if name is None:
+            raise DerivationError(
+                f"derivation {self._derivation!r}: the optimizer was handed an array that is "
+                f"none of the parameters set on the layer ({', '.join(self._names.values())}); "
+                "pass the parameter itself (optimizer.update(self.W, dW)), not a copy")
+        if name in self.grads:
+            raise DerivationError(f"derivation {self._derivation!r}: the optimizer was "
+                                  f"handed a gradient for {name!r} twice in one backward")
+        self.grads[name] = grad
+        return param if self._rate == 0 else param - self._rate * np.asarray(grad)
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return self._record
+
+    def __copy__(self) -> RecordingOptimizer:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> RecordingOptimizer:
+        return self
+
+
+@dataclass
+class LayerCache(AdaptedCache):
+    """The layer itself is the cache; backward may write its gradient slots and nothing else."""
+
+    writes: frozenset[str] = frozenset()
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    rate: float = 0.0
+    taken: dict[str, Any] = field(default_factory=dict)
+
+    def _handgrad_state(self) -> dict[str, Any]:
+        """The layer's attributes minus its gradient slots, learning rate, the recording
+        optimizer and the adapter's wrapper of its update method."""
+        hidden = {id(v) for v in self.taken.values()}
+        return {k: v for k, v in vars(self.user).items()
+                if k not in self.writes and id(v) not in hidden}
+
+
+class _Replay:
+    """The last few checked backward calls of a self-updating layer, keyed by the values of its
+    parameters and of the gradients it produced, so that ``update`` can run the layer's own
+    step on the same data."""
+
+    def __init__(self) -> None:
+        self.calls: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+
+    @staticmethod
+    def key(params: Mapping[str, np.ndarray], grads: Mapping[str, Any]) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for group in (params, grads):
+            for k in sorted(group):
+                a = np.ascontiguousarray(group[k])
+                digest.update(f"{k}{a.dtype}{a.shape}".encode())
+                digest.update(a.tobytes())
+        return digest.hexdigest()
+
+    def remember(self, key: str, call: tuple) -> None:
+        self.calls[key] = call
+        while len(self.calls) > _REPLAY_MEMORY:
+            self.calls.popitem(last=False)
+
+
+def _make_arguments(name: str, make_layer: Callable, dims: Dims, shapes: Mapping[str, Shape]
+                    ) -> list[str]:
+    """The dimensions ``make_layer`` takes by name; each must be recoverable from the arrays."""
+    try:
+        signature = inspect.signature(make_layer)
+    except (TypeError, ValueError):
+        return []
+    recoverable = {d for s in shapes.values() for d in s if isinstance(d, str)}
+    recoverable |= {k for k, (lo, hi) in dims.ranges.items() if lo == hi}
+    for derived, expr in dims.derived.items():
+        if expr.names <= recoverable:
+            recoverable.add(derived)
+    wanted = []
+    for p in signature.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in recoverable:
+            wanted.append(p.name)
+        elif p.default is p.empty:
+            raise fail(name, f"make_layer needs {p.name!r}, which is not a dimension the "
+                       "input shapes (or a fixed size) determine; wrap it, e.g. "
+                       "make_layer=lambda D, M: Linear(D, M)")
+    return wanted
+
+
+def _methods(name: str, spec: str | Sequence[str] | Mapping[str, str] | None,
+             inputs: Sequence[str]) -> dict[str, str]:
+    """``methods="forward_pass, backward_pass"`` or ``{"forward": ..., "backward": ...,
+    "y": "set_labels"}`` (an input handed to a method of its own before forward)."""
+    if spec is None:
+        return {"forward": "forward", "backward": "backward"}
+    if isinstance(spec, str):
+        spec = re.split(r"[\s,]+", spec.strip())
+    if not isinstance(spec, Mapping):
+        if len(spec) != 2:
+            raise fail(name, f"methods={spec!r}: give the forward and backward method names, "
+                       "e.g. methods='forward_pass, backward_pass'")
+        spec = dict(zip(("forward", "backward"), spec))
+    out = {"forward": "forward", "backward": "backward", **spec}
+    stray = sorted(set(out) - {"forward", "backward"} - set(inputs))
+    if stray:
+        raise fail(name, f"methods names {stray}, which are neither 'forward', 'backward' nor "
+                   "inputs; map an input to the method that receives it, e.g. "
+                   "methods={'y': 'set_labels'}")
+    return out
+
+
+def _check_methods(name: str, obj: Any, methods: Mapping[str, str]) -> None:
+    for role, method in methods.items():
+        if not callable(getattr(obj, method, None)):
+            public = sorted(m for m in dir(obj) if not m.startswith("_")
+                            and callable(getattr(obj, m, None)))
+            owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+            raise fail(name, f"methods[{role!r}] = {method!r}, which {owner} does not have; "
+                       f"its methods are {public}")
+
+
+def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims: Mapping,
+          reference: Callable[..., Any] | None = None, params: ShapeSpec | None = None,
+          grads: GradSlot | PassedTo = "d{name}", param_slot: str = "{name}",
+          lr: str | None = None, writes: Sequence[str] = (),
+          methods: str | Sequence[str] | Mapping[str, str] | None = None,
+          args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+          backward_args: Sequence[Any] = (), backward_kwargs: Mapping[str, Any] | None = None,
+          globals: tuple[ModuleType, Mapping[str, Any]] | None = None,  # noqa: A002
+          optimizer: str | Callable[[Any, Any], Any] | None = None, lazy: bool = False,
+          as_list: Sequence[str] | None = None, returns: str | Sequence[str] | None = None,
+          grad_keys: str | Sequence[str] | None = None,
+          labels: Mapping[str, str | int] | None = None,
+          fan_in: Mapping[str, str | int] | None = None, outputs: ShapeSpec | None = None,
+          reference_shapes: ShapeSpec | None = None, **fields: Any) -> Derivation:
+    """A class layer; see :func:`handgrad.adapt.layer` for every option."""
+    spec = build_spec(name, shapes, dims, fields, params=params, labels=labels, fan_in=fan_in,
+                      outputs=outputs, reference_shapes=reference_shapes)
+    intercept = grads.method if isinstance(grads, PassedTo) else None
+    grad_slot = None if intercept or optimizer is not None else \
+        _Slot.parse(grads, derivation=name, what="grads")
+    if not isinstance(param_slot, str):
+        raise fail(name, "param_slot must be a string such as '{name}' or 'params[{name}]'")
+    put = _Slot.parse(param_slot, derivation=name, what="param_slot")
+    call_names = _methods(name, methods, list(spec.data))
+    fed = [k for k in spec.data if k in call_names]
+    data = [k for k in spec.data if k not in fed]
+    arguments = positional(name, data, as_list)
+    module, global_values = parse_globals(name, globals)
+    kwargs, backward_kwargs = dict(kwargs or {}), dict(backward_kwargs or {})
+    wanted = _make_arguments(name, make_layer, spec.dims, spec.inputs)
+    if isinstance(make_layer, type):
+        _check_methods(name, make_layer, call_names)
+        if intercept is not None and not callable(getattr(make_layer, intercept, None)):
+            raise fail(name, f"grads=adapt.passed_to({intercept!r}), but {make_layer.__name__} "
+                       f"has no method {intercept!r}; name the method its backward hands the "
+                       "gradients to")
+    order = [k for k in spec.data if k not in spec.nondiff]
+    trained = [k for k in spec.params if k not in spec.nondiff]
+    dx_keys = keyed_by(name, grad_keys, order)
+    names = list(spec.outputs) if spec.outputs else [OUT]
+    returned = Returns.parse(name, returns, names, names)
+    steps = lr is not None or optimizer is not None \
+        or uses_rate(args, kwargs, backward_args, backward_kwargs, global_values)
+    slots = grad_slot.attributes(trained) if grad_slot is not None else set()
+    excluded = frozenset(slots) | set(writes) | ({lr} if lr else set())
+    replay = _Replay()
+
+    def globals_at(rate: float):
+        return module_globals(module, with_rate(global_values, rate))
+
+    def build(inputs: Mapping[str, np.ndarray], rate: float) -> tuple[Any, dict[str, Any]]:
+        known = {k: lo for k, (lo, hi) in spec.dims.ranges.items() if lo == hi}
+        for key, shape in spec.inputs.items():
+            known.update((d, n) for d, n in zip(shape, np.shape(inputs[key]))
+                         if isinstance(d, str))
+        sizes = spec.dims.complete(known)
+        obj = make_layer(**{k: sizes[k] for k in wanted})
+        _check_methods(name, obj, call_names)
+        taken: dict[str, Any] = {}
+        # In this order: an optimizer handed over by initialize(optimizer) and a lazy first
+        # forward both create parameters, which the engine's then replace.
+        if optimizer is not None:
+            recorder = RecordingOptimizer(name, rate, {p: inputs[p] for p in spec.params})
+            taken["optimizer"] = recorder
+            if callable(optimizer):
+                optimizer(obj, recorder)
+            else:
+                for attr in re.split(r"[\s,]+", optimizer.strip()):
+                    setattr(obj, attr, recorder)
+        if lazy:
+            with globals_at(rate):
+                run_forward(obj, {k: np.array(v, copy=True) for k, v in inputs.items()}, rate)
+        for p in spec.params:
+            put.set(obj, p, inputs[p])
+        if lr is not None:
+            setattr(obj, lr, rate)
+        if intercept is not None:
+            taken["intercept"] = _intercept(name, obj, intercept, trained)
+        return obj, taken
+
+    def run_forward(obj: Any, inputs: Mapping[str, np.ndarray], rate: float) -> tuple[Any, Any]:
+        for k in fed:
+            getattr(obj, call_names[k])(inputs[k])
+        result = getattr(obj, call_names["forward"])(
+            *arguments(inputs), *with_rate(args, rate), **with_rate(kwargs, rate))
+        values = returned.split(result, f"layer.{call_names['forward']}")
+        return spec.pack([values[n] for n in names])
+
+    def run_backward(obj: Any, douts: Sequence[np.ndarray], rate: float) -> Any:
+        with globals_at(rate):
+            return getattr(obj, call_names["backward"])(
+                *douts, *with_rate(backward_args, rate), **with_rate(backward_kwargs, rate))
+
+    def parameter_grads(cache: LayerCache) -> dict[str, Any]:
+        if grad_slot is not None:
+            return {p: grad_slot.get(cache.user, p) for p in trained}
+        got = cache.taken["optimizer"].grads if optimizer is not None \
+            else cache.taken["intercept"].grads
+        missing = [p for p in trained if p not in got]
+        if missing:
+            where = f"the optimizer ({optimizer!r})" if optimizer is not None \
+                else f"self.{intercept}(...)"
+            raise DerivationError(f"derivation {name!r}: backward handed no gradient for "
+                                  f"{missing} to {where}; declare parameters it does not train "
+                                  "in nondiff, or check how it is handed over")
+        return {p: got[p] for p in trained}
+
+    def adapted_forward(**inputs):
+        obj, taken = build(inputs, 0.0)
+        with globals_at(0.0):
+            out, out_shapes = run_forward(obj, inputs, 0.0)
+        return out, LayerCache(obj, out_shapes, excluded, inputs, 0.0, taken)
+
+    def adapted_backward(dout, cache: LayerCache):
+        douts = spec.unpack(dout, cache.out_shapes)
+        if steps:
+            call = ({k: np.array(v, copy=True) for k, v in cache.inputs.items()},
+                    [np.array(d, copy=True) for d in douts])
+        dx = run_backward(cache.user, douts, cache.rate)
+        if not order:
+            result = {}
+        elif dx_keys is not None:
+            result = dx_keys(dx, "layer.backward")
+        else:
+            result = spec.keyed(dx, order, "layer.backward")
+        result.update(parameter_grads(cache))
+        if steps:
+            replay.remember(replay.key({p: call[0][p] for p in trained},
+                                       {p: result[p] for p in trained}), call)
+        return result
+
+    def update(params: dict, grads: dict, rate: float) -> dict:
+        """The layer's own step at ``rate``, replayed on the data of the backward that produced
+        ``grads``."""
+        call = replay.calls.get(replay.key({p: params[p] for p in trained},
+                                           {p: grads[p] for p in trained}))
+        if call is None:
+            raise fail(name, "update was given parameters and gradients that no checked "
+                       "backward of this layer produced; the layer's own step can only be "
+                       "replayed on data it has seen")
+        inputs, douts = call
+        fresh = {k: v.copy() for k, v in inputs.items()}
+        obj, _ = build(fresh, rate)
+        with globals_at(rate):
+            run_forward(obj, fresh, rate)
+        run_backward(obj, douts, rate)
+        return {p: np.array(put.get(obj, p), copy=True) for p in trained}
+
+    if steps:
+        if grad_slot is not None and grad_slot.read is not None and not writes:
+            raise fail(name, "with a callable grads, name the attributes backward writes in "
+                       "writes=(...)")
+        fields.setdefault("update", update)
+    wrap_kink(fields, lambda cache: cache.user)
+    return spec.record(adapted_forward, adapted_backward, reference, fields)
+
+
+class _Interception:
+    """The layer's own ``update`` method, wrapped on the instance: its gradient arguments are
+    kept, by position in the order of the parameters or by keyword (``W=`` or ``dW=``), and
+    the method runs as written."""
+
+    def __init__(self, method: Callable, trained: Sequence[str]) -> None:
+        self.method, self.trained = method, list(trained)
+        self.grads: dict[str, Any] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.grads.update(zip(self.trained, args))
+        for key, value in kwargs.items():
+            bare = key[1:] if key.startswith("d") and key[1:] in self.trained else key
+            if bare in self.trained:
+                self.grads[bare] = value
+        return self.method(*args, **kwargs)
+
+
+def _intercept(name: str, obj: Any, method: str, trained: Sequence[str]) -> _Interception:
+    own = getattr(obj, method, None)
+    if not callable(own):
+        raise fail(name, f"grads=adapt.passed_to({method!r}), but {type(obj).__name__} has no "
+                   f"method {method!r}; name the method its backward hands the gradients to")
+    wrapper = _Interception(own, trained)
+    setattr(obj, method, wrapper)
+    return wrapper
