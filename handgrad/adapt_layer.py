@@ -246,7 +246,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
           globals: tuple[ModuleType, Mapping[str, Any]] | None = None,  # noqa: A002
           optimizer: str | Callable[[Any, Any], Any] | None = None, lazy: bool = False,
           as_list: Sequence[str] | None = None, returns: str | Sequence[str] | None = None,
-          grad_keys: str | Sequence[str] | None = None,
+          grad_keys: str | Sequence[str] | None = None, upstream: bool = True,
           labels: Mapping[str, str | int] | None = None,
           fan_in: Mapping[str, str | int] | None = None, outputs: ShapeSpec | None = None,
           reference_shapes: ShapeSpec | None = None, **fields: Any) -> Derivation:
@@ -276,6 +276,10 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
     trained = [k for k in spec.params if k not in spec.nondiff]
     dx_keys = keyed_by(name, grad_keys, order)
     names = list(spec.outputs) if spec.outputs else [OUT]
+    if not upstream and (spec.multi or fields.get("output", spec.outputs and
+                                                   next(iter(spec.outputs.values()))) != ()):
+        raise fail(name, "upstream=False is for a loss layer whose backward() takes no "
+                   "upstream gradient: declare its scalar output, e.g. outputs='loss: ()'")
     returned = Returns.parse(name, returns, names, names)
     steps = lr is not None or optimizer is not None \
         or uses_rate(args, kwargs, backward_args, backward_kwargs, global_values)
@@ -327,7 +331,8 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
     def run_backward(obj: Any, douts: Sequence[np.ndarray], rate: float) -> Any:
         with globals_at(rate):
             return getattr(obj, call_names["backward"])(
-                *douts, *with_rate(backward_args, rate), **with_rate(backward_kwargs, rate))
+                *(douts if upstream else ()), *with_rate(backward_args, rate),
+                **with_rate(backward_kwargs, rate))
 
     def parameter_grads(cache: LayerCache) -> dict[str, Any]:
         if grad_slot is not None:
@@ -362,6 +367,8 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         else:
             result = spec.keyed(dx, order, "layer.backward")
         result.update(parameter_grads(cache))
+        if not upstream:  # a loss layer's backward() gives dL/dx; the engine asks for dout dL/dx
+            result = {k: douts[0] * np.asarray(g) for k, g in result.items()}
         if steps:
             replay.remember(replay.key({p: call[0][p] for p in trained},
                                        {p: result[p] for p in trained}), call)
