@@ -55,8 +55,8 @@ from handgrad.adapt_calls import (
     positional,
     with_rate,
 )
+from handgrad.adapt_grads import passed_to
 from handgrad.adapt_layer import layer as _layer
-from handgrad.adapt_layer import passed_to
 from handgrad.adapt_spec import OUT, AdaptedCache, DimSpec, ShapeSpec, build_spec, fail, wrap_kink
 from handgrad.record import Derivation
 

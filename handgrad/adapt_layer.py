@@ -27,115 +27,15 @@ from handgrad.adapt_calls import (
     uses_rate,
     with_rate,
 )
+from handgrad.adapt_grads import GradSlot, PassedTo, RecordingOptimizer, Slot, wrap_method
 from handgrad.adapt_spec import OUT, AdaptedCache, ShapeSpec, build_spec, fail, wrap_kink
+from handgrad.adapt_time import Unroll
 from handgrad.record import Derivation, DerivationError
 from handgrad.shapes import Dims, Shape
 
-GradSlot = str | Callable[[Any, str], np.ndarray]
 # The engine may call ``update`` a few times per case (float64 only); remembering the last few
 # backward calls of a self-updating layer is enough to replay the one it asks about.
 _REPLAY_MEMORY = 8
-
-
-@dataclass(frozen=True)
-class PassedTo:
-    """``grads=adapt.passed_to("update")``: the layer hands its gradients to one of its own
-    methods (``self.update(dW, db)``), positionally in the order of ``params`` or by keyword
-    (``W=`` or ``dW=``). The adapter records them there and lets the method run."""
-
-    method: str
-
-
-def passed_to(method: str) -> PassedTo:
-    """Gradients read from the arguments of the layer's own call ``self.<method>(dW, db)``."""
-    return PassedTo(method)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """Where a layer keeps one named tensor: an attribute (``"d{name}"``) or a dict entry
-    (``"grads[{name}]"``), or a callable ``(layer, name) -> array`` for reading."""
-
-    text: str
-    read: Callable[[Any, str], Any] | None = None
-
-    PATTERN = re.compile(r"(?P<attr>[A-Za-z_{][\w{}]*)(\[(?P<key>[^\]]+)\])?\Z")
-
-    @classmethod
-    def parse(cls, spec: GradSlot, *, derivation: str, what: str) -> _Slot:
-        if callable(spec):
-            return cls(f"<{what} callable>", spec)
-        match = cls.PATTERN.match(spec) if isinstance(spec, str) else None
-        if not match or "{name}" not in spec:
-            raise fail(derivation, f"{what}={spec!r}: write where each tensor lives with "
-                       "{name} for its name, e.g. 'd{name}' (layer.dW), 'grads[{name}]' "
-                       "(layer.grads['W']), or pass a callable (layer, name) -> array"
-                       + (", or adapt.passed_to('update') for gradients handed to a method"
-                          if what == "grads" else ""))
-        return cls(spec)
-
-    def _where(self, name: str) -> tuple[str, str | None]:
-        match = self.PATTERN.match(self.text)
-        key = match["key"]
-        return (match["attr"].format(name=name),
-                None if key is None else key.format(name=name).strip("'\""))
-
-    def get(self, layer: Any, name: str) -> Any:
-        if self.read is not None:
-            return self.read(layer, name)
-        attr, key = self._where(name)
-        return getattr(layer, attr) if key is None else getattr(layer, attr)[key]
-
-    def set(self, layer: Any, name: str, value: np.ndarray) -> None:
-        attr, key = self._where(name)
-        if key is None:
-            setattr(layer, attr, value)
-        else:
-            if not isinstance(getattr(layer, attr, None), dict):
-                setattr(layer, attr, {})
-            getattr(layer, attr)[key] = value
-
-    def attributes(self, names: Sequence[str]) -> set[str]:
-        """The layer attributes this slot writes for ``names`` (none known for a callable)."""
-        return set() if self.read is not None else {self._where(n)[0] for n in names}
-
-
-class RecordingOptimizer:
-    """The optimizer the adapter hands a layer that passes its gradients to one
-    (``self.W = self.W_opt.update(self.W, dW)``): it keeps each gradient under the name of the
-    parameter it came with, and returns the parameter stepped by plain SGD at the adapter's
-    rate (0 while gradients are checked: the parameter itself). Any method name works
-    (``update``, ``step``, ...); copies of it are itself, so per-parameter copies
-    (``copy.copy(optimizer)``) all record here."""
-
-    def __init__(self, derivation: str, rate: float, params: Mapping[str, np.ndarray]) -> None:
-        self._derivation, self._rate = derivation, rate
-        self._names = {id(v): k for k, v in params.items()}
-        self.grads: dict[str, Any] = {}
-
-    def _record(self, param: Any, grad: Any, *_: Any, **__: Any) -> Any:
-        name = self._names.get(id(param))
-        if name is None:
-            raise DerivationError(
-                f"derivation {self._derivation!r}: the optimizer was handed an array that is "
-                f"none of the parameters set on the layer ({', '.join(self._names.values())}); "
-                "pass the parameter itself (optimizer.update(self.W, dW)), not a copy")
-        if name in self.grads:
-            raise DerivationError(f"derivation {self._derivation!r}: the optimizer was "
-                                  f"handed a gradient for {name!r} twice in one backward")
-        self.grads[name] = grad
-        return param if self._rate == 0 else param - self._rate * np.asarray(grad)
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_"):
-            raise AttributeError(method)
-        return self._record
-
-    def __copy__(self) -> RecordingOptimizer:
-        return self
-
-    def __deepcopy__(self, memo: dict) -> RecordingOptimizer:
-        return self
 
 
 @dataclass
@@ -247,6 +147,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
           optimizer: str | Callable[[Any, Any], Any] | None = None, lazy: bool = False,
           as_list: Sequence[str] | None = None, returns: str | Sequence[str] | None = None,
           grad_keys: str | Sequence[str] | None = None, upstream: bool = True,
+          time: str | None = None, carry: Mapping[str, str] | None = None,
           labels: Mapping[str, str | int] | None = None,
           fan_in: Mapping[str, str | int] | None = None, outputs: ShapeSpec | None = None,
           reference_shapes: ShapeSpec | None = None, **fields: Any) -> Derivation:
@@ -255,14 +156,15 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                       outputs=outputs, reference_shapes=reference_shapes)
     intercept = grads.method if isinstance(grads, PassedTo) else None
     grad_slot = None if intercept or optimizer is not None else \
-        _Slot.parse(grads, derivation=name, what="grads")
+        Slot.parse(grads, derivation=name, what="grads")
     if not isinstance(param_slot, str):
         raise fail(name, "param_slot must be a string such as '{name}' or 'params[{name}]'")
-    put = _Slot.parse(param_slot, derivation=name, what="param_slot")
+    put = Slot.parse(param_slot, derivation=name, what="param_slot")
     call_names = _methods(name, methods, list(spec.data))
     fed = [k for k in spec.data if k in call_names]
     data = [k for k in spec.data if k not in fed]
     arguments = positional(name, data, as_list)
+    unroll = Unroll.parse(name, time, carry, spec, fed) if time is not None else None
     module, global_values = parse_globals(name, globals)
     kwargs, backward_kwargs = dict(kwargs or {}), dict(backward_kwargs or {})
     wanted = _make_arguments(name, make_layer, spec.dims, spec.inputs)
@@ -317,15 +219,21 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         if lr is not None:
             setattr(obj, lr, rate)
         if intercept is not None:
-            taken["intercept"] = _intercept(name, obj, intercept, trained)
+            taken["intercept"] = wrap_method(name, obj, intercept, trained)
         return obj, taken
 
     def run_forward(obj: Any, inputs: Mapping[str, np.ndarray], rate: float) -> tuple[Any, Any]:
         for k in fed:
             getattr(obj, call_names[k])(inputs[k])
-        result = getattr(obj, call_names["forward"])(
-            *arguments(inputs), *with_rate(args, rate), **with_rate(kwargs, rate))
-        values = returned.split(result, f"layer.{call_names['forward']}")
+
+        def step(given: Mapping[str, Any]) -> dict[str, Any]:
+            result = getattr(obj, call_names["forward"])(
+                *arguments(given), *with_rate(args, rate), **with_rate(kwargs, rate))
+            return returned.split(result, f"layer.{call_names['forward']}")
+
+        if unroll is not None:
+            return spec.pack(unroll.forward(step, inputs))
+        values = step(inputs)
         return spec.pack([values[n] for n in names])
 
     def run_backward(obj: Any, douts: Sequence[np.ndarray], rate: float) -> Any:
@@ -333,6 +241,17 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
             return getattr(obj, call_names["backward"])(
                 *(douts if upstream else ()), *with_rate(backward_args, rate),
                 **with_rate(backward_kwargs, rate))
+
+    def input_grads(obj: Any, douts: Sequence[np.ndarray], rate: float) -> dict[str, Any]:
+        def step(upstreams: Sequence[np.ndarray]) -> dict[str, Any]:
+            dx = run_backward(obj, upstreams, rate)
+            if not order:
+                return {}
+            if dx_keys is not None:
+                return dx_keys(dx, "layer.backward")
+            return spec.keyed(dx, order, "layer.backward")
+
+        return step(douts) if unroll is None else unroll.backward(step, douts)
 
     def parameter_grads(cache: LayerCache) -> dict[str, Any]:
         if grad_slot is not None:
@@ -359,13 +278,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         if steps:
             call = ({k: np.array(v, copy=True) for k, v in cache.inputs.items()},
                     [np.array(d, copy=True) for d in douts])
-        dx = run_backward(cache.user, douts, cache.rate)
-        if not order:
-            result = {}
-        elif dx_keys is not None:
-            result = dx_keys(dx, "layer.backward")
-        else:
-            result = spec.keyed(dx, order, "layer.backward")
+        result = input_grads(cache.user, douts, cache.rate)
         result.update(parameter_grads(cache))
         if not upstream:  # a loss layer's backward() gives dL/dx; the engine asks for dout dL/dx
             result = {k: douts[0] * np.asarray(g) for k, g in result.items()}
@@ -388,7 +301,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         obj, _ = build(fresh, rate)
         with globals_at(rate):
             run_forward(obj, fresh, rate)
-        run_backward(obj, douts, rate)
+        input_grads(obj, douts, rate)
         return {p: np.array(put.get(obj, p), copy=True) for p in trained}
 
     if steps:
@@ -398,31 +311,3 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         fields.setdefault("update", update)
     wrap_kink(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
-
-
-class _Interception:
-    """The layer's own ``update`` method, wrapped on the instance: its gradient arguments are
-    kept, by position in the order of the parameters or by keyword (``W=`` or ``dW=``), and
-    the method runs as written."""
-
-    def __init__(self, method: Callable, trained: Sequence[str]) -> None:
-        self.method, self.trained = method, list(trained)
-        self.grads: dict[str, Any] = {}
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.grads.update(zip(self.trained, args))
-        for key, value in kwargs.items():
-            bare = key[1:] if key.startswith("d") and key[1:] in self.trained else key
-            if bare in self.trained:
-                self.grads[bare] = value
-        return self.method(*args, **kwargs)
-
-
-def _intercept(name: str, obj: Any, method: str, trained: Sequence[str]) -> _Interception:
-    own = getattr(obj, method, None)
-    if not callable(own):
-        raise fail(name, f"grads=adapt.passed_to({method!r}), but {type(obj).__name__} has no "
-                   f"method {method!r}; name the method its backward hands the gradients to")
-    wrapper = _Interception(own, trained)
-    setattr(obj, method, wrapper)
-    return wrapper
