@@ -147,10 +147,12 @@ class CrossEntropy:
         return - (y / p) + (1 - y) / (1 - p)
 
 
-class CrossEntropySecondTermSign(CrossEntropy):
+class CrossEntropyGradientOfMean(CrossEntropy):
+    """The gradient of the batch mean, for a loop that sums the losses of its samples."""
+
     def gradient(self, y, p):
         p = np.clip(p, 1e-15, 1 - 1e-15)
-        return - (y / p) - (1 - y) / (1 - p)
+        return (- (y / p) + (1 - y) / (1 - p)) / y.shape[0]
 
 
 def _probabilities(rng, shape, dims):
@@ -208,8 +210,8 @@ WRONG = [
                 expect="reject", erratum="np.array_split into equal parts: the gradients of "
                 "inputs of different widths are cut at the wrong column",
                 expect_kind="wrong-shape"),
-    adapt.loss("scratch-cross-entropy-second-term-sign", CrossEntropy().loss,
-               gradient=CrossEntropySecondTermSign().gradient, **CROSS_ENTROPY,
-               expect="reject", erratum="- (1 - y) / (1 - p): the derivative of "
-               "-log(1 - p) is +1 / (1 - p)", expect_kind="values"),
+    adapt.loss("scratch-cross-entropy-gradient-of-mean", CrossEntropy().loss,
+               gradient=CrossEntropyGradientOfMean().gradient, **CROSS_ENTROPY,
+               expect="reject", erratum="the gradient divided by the batch size while the "
+               "training loop sums the elementwise losses", expect_kind="factor"),
 ]
