@@ -48,7 +48,9 @@ import numpy as np
 from handgrad.adapt_calls import (
     CACHE,
     LR,
+    InputRef,
     Returns,
+    check_input_refs,
     keyed_by,
     module_globals,
     parse_globals,
@@ -60,7 +62,7 @@ from handgrad.adapt_layer import layer as _layer
 from handgrad.adapt_spec import OUT, AdaptedCache, DimSpec, ShapeSpec, build_spec, fail, wrap_kink
 from handgrad.record import Derivation
 
-__all__ = ["LR", "bernoulli", "layer", "loss", "pair", "passed_to", "quantized"]
+__all__ = ["LR", "bernoulli", "input", "layer", "loss", "pair", "passed_to", "quantized"]
 
 Globals = tuple[ModuleType, Mapping[str, Any]]
 
@@ -75,6 +77,14 @@ def quantized(levels: int) -> Callable[[np.random.Generator, tuple[int, ...], Ma
     """A sampler of values ``k / levels`` for integers ``|k| <= levels``: exact ties and exact
     zeros, where max-pool and relu have kinks."""
     return lambda rng, shape, dims: rng.integers(-levels, levels + 1, size=shape) / levels
+
+
+@dataclass
+class PairCache(AdaptedCache):
+    """The wrapped code's cache (None when its forward returns none), and the inputs for
+    ``adapt.input(name)`` arguments of its backward."""
+
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any], *,
@@ -109,16 +119,18 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
                       outputs=outputs, reference_shapes=reference_shapes, one_hot=one_hot)
     order = spec.differentiable
     names = list(spec.outputs) if spec.multi else [next(iter(spec.outputs or {OUT: ()}))]
-    returned = Returns.parse(name, returns, [*names, CACHE], [*names, CACHE]) \
+    returned = Returns.parse(name, returns, [*names, CACHE], names) \
         if returns is not None else None
+    cached = returned is None or CACHE in returned.names
     grads_of = keyed_by(name, grad_keys, order)
     arguments = positional(name, list(spec.data), as_list)
     module, global_values = parse_globals(name, globals)
+    check_input_refs(name, list(spec.inputs), backward_args, backward_kwargs)
 
     def split(result: Any) -> tuple[list, Any]:
         if returned is not None:
             values = returned.split(result, "forward")
-            return [values[n] for n in names], values[CACHE]
+            return [values[n] for n in names], values.get(CACHE)
         count = len(names)
         if isinstance(result, tuple) and len(result) == count + 1:
             return list(result[:count]), result[count]
@@ -137,19 +149,26 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
             result = forward(*given, *with_rate(args, 0.0), **with_rate(kwargs, 0.0))
         outs, cache = split(result)
         out, out_shapes = spec.pack(outs)
-        return out, AdaptedCache(cache, out_shapes)
+        return out, PairCache(cache, out_shapes, inputs)
 
-    def adapted_backward(dout, cache: AdaptedCache):
+    def adapted_backward(dout, cache: PairCache):
         with module_globals(module, with_rate(global_values, 0.0)):
-            grads = backward(*spec.unpack(dout, cache.out_shapes), cache.user,
-                             *with_rate(backward_args, 0.0),
-                             **with_rate(backward_kwargs, 0.0))
+            grads = backward(*spec.unpack(dout, cache.out_shapes),
+                             *((cache.user,) if cached else ()),
+                             *with_rate(backward_args, 0.0, cache.inputs),
+                             **with_rate(backward_kwargs, 0.0, cache.inputs))
         if grads_of is not None:
             return grads_of(grads, "backward")
         return spec.keyed(grads, order, "backward")
 
     wrap_kink(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
+
+
+def input(name: str) -> InputRef:  # noqa: A001
+    """The input ``name`` itself as an argument of a backward: ``backward_args=(adapt.input("x"),)``
+    for ``relu_backward(dout, x)``."""
+    return InputRef(name)
 
 
 def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims: DimSpec,

@@ -36,29 +36,60 @@ class _Rate:
 LR = _Rate()
 
 
+@dataclass(frozen=True)
+class InputRef:
+    """``adapt.input("x")``: the input ``x`` itself, as an argument of the backward
+    (``relu_backward(dout, x)``)."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return f"adapt.input({self.name!r})"
+
+
+def _placeholders(values: Sequence[Any]) -> list[Any]:
+    found: list[Any] = []
+
+    def walk(v: Any) -> None:
+        if v is LR or isinstance(v, InputRef):
+            found.append(v)
+        elif isinstance(v, tuple | list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, Mapping):
+            for x in v.values():
+                walk(x)
+
+    walk(list(values))
+    return found
+
+
 def uses_rate(*values: Any) -> bool:
     """Whether :data:`LR` stands anywhere in these arguments (tuples, lists, dict values)."""
-    def walk(v: Any) -> bool:
-        if v is LR:
-            return True
-        if isinstance(v, tuple | list):
-            return any(walk(x) for x in v)
-        if isinstance(v, Mapping):
-            return any(walk(x) for x in v.values())
-        return False
-
-    return any(walk(v) for v in values)
+    return any(v is LR for v in _placeholders(values))
 
 
-def with_rate(value: Any, rate: float) -> Any:
+def check_input_refs(derivation: str, inputs: Sequence[str], *values: Any) -> None:
+    """Every ``adapt.input(name)`` names an input."""
+    unknown = sorted({v.name for v in _placeholders(values) if isinstance(v, InputRef)}
+                     - set(inputs))
+    if unknown:
+        raise fail(derivation, f"adapt.input names {unknown}, which are not inputs; name one "
+                   f"of {list(inputs)}")
+
+
+def with_rate(value: Any, rate: float, inputs: Mapping[str, Any] | None = None) -> Any:
     """A fresh copy of ``value`` (course code keeps state in its param dicts) with every
-    :data:`LR` replaced by ``rate``."""
+    :data:`LR` replaced by ``rate`` and every ``adapt.input(name)`` by that input (the array
+    itself: a backward writing into it is seen doing so)."""
     if value is LR:
         return rate
+    if isinstance(value, InputRef):
+        return inputs[value.name]
     if isinstance(value, tuple | list):
-        return type(value)(with_rate(v, rate) for v in value)
+        return type(value)(with_rate(v, rate, inputs) for v in value)
     if isinstance(value, Mapping):
-        return {k: with_rate(v, rate) for k, v in value.items()}
+        return {k: with_rate(v, rate, inputs) for k, v in value.items()}
     return copy.deepcopy(value)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from handgrad.adapt_calls import (
     Returns,
+    check_input_refs,
     keyed_by,
     module_globals,
     parse_globals,
@@ -166,6 +167,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
     arguments = positional(name, data, as_list)
     unroll = Unroll.parse(name, time, carry, spec, fed) if time is not None else None
     module, global_values = parse_globals(name, globals)
+    check_input_refs(name, list(spec.inputs), backward_args, backward_kwargs)
     kwargs, backward_kwargs = dict(kwargs or {}), dict(backward_kwargs or {})
     wanted = _make_arguments(name, make_layer, spec.dims, spec.inputs)
     if isinstance(make_layer, type):
@@ -236,15 +238,17 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         values = step(inputs)
         return spec.pack([values[n] for n in names])
 
-    def run_backward(obj: Any, douts: Sequence[np.ndarray], rate: float) -> Any:
+    def run_backward(obj: Any, douts: Sequence[np.ndarray], rate: float,
+                     given: Mapping[str, np.ndarray]) -> Any:
         with globals_at(rate):
             return getattr(obj, call_names["backward"])(
-                *(douts if upstream else ()), *with_rate(backward_args, rate),
-                **with_rate(backward_kwargs, rate))
+                *(douts if upstream else ()), *with_rate(backward_args, rate, given),
+                **with_rate(backward_kwargs, rate, given))
 
-    def input_grads(obj: Any, douts: Sequence[np.ndarray], rate: float) -> dict[str, Any]:
+    def input_grads(obj: Any, douts: Sequence[np.ndarray], rate: float,
+                    given: Mapping[str, np.ndarray]) -> dict[str, Any]:
         def step(upstreams: Sequence[np.ndarray]) -> dict[str, Any]:
-            dx = run_backward(obj, upstreams, rate)
+            dx = run_backward(obj, upstreams, rate, given)
             if not order:
                 return {}
             if dx_keys is not None:
@@ -278,7 +282,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         if steps:
             call = ({k: np.array(v, copy=True) for k, v in cache.inputs.items()},
                     [np.array(d, copy=True) for d in douts])
-        result = input_grads(cache.user, douts, cache.rate)
+        result = input_grads(cache.user, douts, cache.rate, cache.inputs)
         result.update(parameter_grads(cache))
         if not upstream:  # a loss layer's backward() gives dL/dx; the engine asks for dout dL/dx
             result = {k: douts[0] * np.asarray(g) for k, g in result.items()}
@@ -301,7 +305,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
         obj, _ = build(fresh, rate)
         with globals_at(rate):
             run_forward(obj, fresh, rate)
-        input_grads(obj, douts, rate)
+        input_grads(obj, douts, rate, fresh)
         return {p: np.array(put.get(obj, p), copy=True) for p in trained}
 
     if steps:

@@ -311,3 +311,21 @@ def test_a_loss_function_with_module_globals_for_its_hyperparameters():
                      reference=lambda w, X: 0.5 * ((X @ w) ** 2).sum() + 0.1 * (w @ w))
     assert check(rec).passed
     assert module.reg == 123.0
+
+
+def test_a_backward_given_the_input_instead_of_a_cache():
+    def relu_backward_in_place(dout, x):
+        x[x < 0] = 0
+        return dout * (x > 0)
+
+    fields = {"shapes": "x: N D", "returns": "out", "backward_args": (adapt.input("x"),),
+              "dims": DIMS, "reference": F.relu}
+    assert check(adapt.pair("relu-input", lambda x: np.maximum(x, 0),
+                            lambda dout, x: dout * (x > 0), **fields)).passed
+    report = check(adapt.pair("relu-input-writes", lambda x: np.maximum(x, 0),
+                              relu_backward_in_place, **fields))
+    assert report.kind == "mutated-input", "the backward gets the engine's input itself"
+    with pytest.raises(DerivationError, match=r"adapt.input names \['z'\], which are not "
+                                              r"inputs; name one of \['x'\]"):
+        adapt.pair("relu-z", lambda x: np.maximum(x, 0), relu_backward_in_place,
+                   **{**fields, "backward_args": (adapt.input("z"),)})

@@ -1,4 +1,6 @@
-"""Layers of a LeNet written from scratch, in the styles such code takes: NHWC convolution with
+"""Layers of a LeNet written from scratch, in the styles such code takes: an activation whose
+forward returns no cache and whose backward takes the input (``sigmoid_backward(dA, Z)``); NHWC
+convolution with
 ``foward_prop`` (sic) and ``back_prop(dZ, lr)`` stepping inside backward, a (1, 1, 1, F) bias;
 a fully connected layer creating its weights on its first forward, handing its gradients to
 ``self.update(dW, db)``, which steps with the module's ``LEARNING_RATE``; and a softmax loss
@@ -10,11 +12,26 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import torch
 
 from handgrad import adapt
 from tests.corpus import reference_scratch as ref
 
 LEARNING_RATE = 0.01
+
+
+def sigmoid(Z):
+    return 1 / (1 + np.exp(-Z))
+
+
+def sigmoid_backward(dA, Z):
+    s = sigmoid(Z)
+    return dA * s * (1 - s)
+
+
+def sigmoid_backward_as_of_output(dA, Z):
+    """s (1 - s) written for the output, applied to the input it is given."""
+    return dA * Z * (1 - Z)
 
 
 class Conv:
@@ -171,13 +188,20 @@ LOSS_LAYER = {"shapes": "scores: N C, y: N", "labels": {"y": "C"},
               "upstream": False, "dims": {"N": (2, 5), "C": (3, 6)},
               "reference": ref.softmax_cross_entropy}
 
+SIGMOID = {"shapes": "Z: N D", "returns": "out", "backward_args": (adapt.input("Z"),),
+           "dims": {"N": (2, 4), "D": (3, 6)}, "reference": torch.sigmoid}
+
 RIGHT = [
+    adapt.pair("scratch-lenet-sigmoid", sigmoid, sigmoid_backward, **SIGMOID, complex_step=True),
     adapt.layer("scratch-lenet-conv", Conv, **CONV),
     adapt.layer("scratch-lenet-fc", FC, **FULLY_CONNECTED),
     adapt.layer("scratch-lenet-softmax-loss", SoftmaxCrossEntropy, **LOSS_LAYER),
 ]
 
 WRONG = [
+    adapt.pair("scratch-lenet-sigmoid-as-of-output", sigmoid, sigmoid_backward_as_of_output,
+               **SIGMOID, expect="reject", erratum="Z (1 - Z): the derivative in terms of the "
+               "output, given the input", expect_kind="values"),
     adapt.layer("scratch-lenet-conv-step-uphill", ConvStepUphill, **CONV, expect="reject",
                 erratum="self.W += lr * dW: back_prop climbs the loss (invisible at learning "
                 "rate 0; the step is SGD's with its sign flipped)", expect_kind="sign"),
