@@ -150,11 +150,15 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
           grad_keys: str | Sequence[str] | None = None, upstream: bool = True,
           time: str | None = None, carry: Mapping[str, str] | None = None,
           labels: Mapping[str, str | int] | None = None,
+          one_hot: Sequence[str] | Mapping[str, int] | None = None,
           fan_in: Mapping[str, str | int] | None = None, outputs: ShapeSpec | None = None,
           reference_shapes: ShapeSpec | None = None, **fields: Any) -> Derivation:
     """A class layer; see :func:`handgrad.adapt.layer` for every option."""
     spec = build_spec(name, shapes, dims, fields, params=params, labels=labels, fan_in=fan_in,
-                      outputs=outputs, reference_shapes=reference_shapes)
+                      outputs=outputs, reference_shapes=reference_shapes, one_hot=one_hot)
+    if optimizer is not None and grads != "d{name}":
+        raise fail(name, f"optimizer= reads the gradients where backward hands them to the "
+                   f"optimizer; drop grads={grads!r}")
     intercept = grads.method if isinstance(grads, PassedTo) else None
     grad_slot = None if intercept or optimizer is not None else \
         Slot.parse(grads, derivation=name, what="grads")

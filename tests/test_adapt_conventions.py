@@ -329,3 +329,10 @@ def test_a_backward_given_the_input_instead_of_a_cache():
                                               r"inputs; name one of \['x'\]"):
         adapt.pair("relu-z", lambda x: np.maximum(x, 0), relu_backward_in_place,
                    **{**fields, "backward_args": (adapt.input("z"),)})
+
+
+def test_an_optimizer_and_a_gradient_slot_together_are_refused():
+    with pytest.raises(DerivationError, match=r"'affine-both': optimizer= reads the gradients "
+                                              r"where backward hands them.*drop grads="):
+        adapt.layer("affine-both", AffineOptimizer, **AFFINE, optimizer="optimizer",
+                    grads="grads[{name}]")
