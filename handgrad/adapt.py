@@ -26,7 +26,8 @@ Conventions beyond these (:mod:`handgrad.adapt_calls`): ``returns="out, _, cache
 functions returning more than they are checked on, ``grad_keys="d{name}"`` for gradients in a
 dict with a prefix (or a tuple of names for another order), ``backward_args``, ``as_list`` for
 inputs passed as one list, ``globals=(module, {...})`` for hyper-parameters held in module
-globals, and :data:`LR`, the place of a learning rate in any of these.
+globals, :data:`LR`, the place of a learning rate in any of these, and :func:`input`, an
+input itself as an argument of the backward.
 
 The adapters never copy or change the caller's arrays: inputs reach the wrapped code as the
 engine made them, and ``args``/``kwargs`` are deep-copied per call (course code stores running
