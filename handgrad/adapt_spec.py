@@ -4,6 +4,7 @@ gradients by input name, the reference moved into its own layout, and the engine
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +39,8 @@ class Spec:
     nondiff: frozenset[str]
     samplers: dict[str, Callable]
     outputs: dict[str, Shape] | None
-    # input or output name -> (axes into the reference's layout, axes back)
-    layouts: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    # input or output name -> (into the reference's layout, back), each a tensor -> tensor
+    layouts: dict[str, tuple[Callable, Callable]] = field(default_factory=dict)
 
     @property
     def inputs(self) -> dict[str, Shape]:
@@ -96,16 +97,19 @@ class Spec:
         """The user's reference, moved into and out of its own layout and its outputs joined."""
         names = list(self.outputs) if self.outputs else [OUT]
 
+        by_name = _takes_names(reference, list(self.inputs))
+
         def wrapped(**tensors):
             # contiguous: torch's slow_conv2d backward rejects a permuted (strided) weight
-            moved = {k: t.permute(self.layouts[k][0]).contiguous() if k in self.layouts else t
+            moved = {k: self.layouts[k][0](t).contiguous() if k in self.layouts else t
                      for k, t in tensors.items()}
-            result = reference(**moved)
+            result = reference(**moved) if by_name else \
+                reference(*(moved[k] for k in self.inputs))
             outs = list(result) if self.multi else [result]
             if len(outs) != len(names):
                 raise DerivationError(f"derivation {self.name!r}: the reference returned "
                                       f"{len(outs)} outputs for {names}")
-            outs = [o.permute(self.layouts[n][1]) if n in self.layouts else o
+            outs = [self.layouts[n][1](o) if n in self.layouts else o
                     for n, o in zip(names, outs)]
             return torch.cat([o.reshape(-1) for o in outs]) if self.multi else outs[0]
 
@@ -128,7 +132,8 @@ def build_spec(name: str, shapes: ShapeSpec, dims: DimSpec, fields: dict[str, An
                labels: Mapping[str, str | int] | None = None,
                fan_in: Mapping[str, str | int] | None = None,
                outputs: ShapeSpec | None = None,
-               reference_shapes: ShapeSpec | None = None) -> Spec:
+               reference_shapes: ShapeSpec | None = None,
+               one_hot: Sequence[str] | Mapping[str, int] | None = None) -> Spec:
     """Parse everything an adapter was given; ``fields`` keeps only what goes to the record."""
     if not isinstance(name, str) or not name:
         raise DerivationError("an adapted derivation needs a name (a non-empty string)")
@@ -157,6 +162,13 @@ def build_spec(name: str, shapes: ShapeSpec, dims: DimSpec, fields: dict[str, An
         bound = parsed.expression(high, f"labels[{key!r}]")
         samplers[key] = _integers(bound.evaluate)
         nondiff.add(key)
+    axes = one_hot if isinstance(one_hot, Mapping) else {k: -1 for k in one_hot or ()}
+    for key, axis in axes.items():
+        if key not in data or not -len(data[key]) <= axis < len(data[key]):
+            raise fail(name, f"one_hot[{key!r}] = {axis}: name an input of shapes and the axis "
+                       "of its classes, e.g. one_hot={'y': -1} for y: N C")
+        samplers[key] = _one_hot(axis)
+        nondiff.add(key)
     for key, fan in (fan_in or {}).items():
         if key not in data and key not in par:
             raise fail(name, f"fan_in names {key!r}, which is not an input")
@@ -179,13 +191,53 @@ def build_spec(name: str, shapes: ShapeSpec, dims: DimSpec, fields: dict[str, An
                 raise fail(name, f"reference_shapes names {key!r}, which is neither an input "
                            "nor a declared output; declare the output's own layout with "
                            f"outputs='{key}: ...'")
-            spec.layouts[key] = (permutation(source, target, derivation=name, name=key),
-                                 permutation(target, source, derivation=name, name=key))
+            spec.layouts[key] = (_relayout(source, target, name, key),
+                                 _relayout(target, source, name, key))
     return spec
+
+
+def _relayout(source: Shape, target: Shape, derivation: str, key: str) -> Callable:
+    """Tensor of shape ``source`` -> layout ``target``: the named axes permuted, and size-1
+    axes written as ``1`` dropped or added (a bias (1, 1, 1, C) against a reference's (C,))."""
+    named_source = tuple(d for d in source if d != 1)
+    named_target = tuple(d for d in target if d != 1)
+    perm = permutation(named_source, named_target, derivation=derivation, name=key)
+    if named_source == source and named_target == target:
+        return lambda t: t.permute(perm)
+
+    def move(t):
+        squeezed = t.reshape([n for n, d in zip(t.shape, source) if d != 1]).permute(perm)
+        sizes = iter(squeezed.shape)
+        return squeezed.reshape([1 if d == 1 else next(sizes) for d in target])
+
+    return move
+
+
+def _takes_names(reference: Callable, names: Sequence[str]) -> bool:
+    """Whether the reference can be called with the inputs by name; otherwise (``torch.relu``,
+    ``F.relu``, ``torch.matmul``) they go positionally, in the order of the inputs."""
+    try:
+        parameters = inspect.signature(reference).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return True
+    accepted = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return set(names) <= accepted
 
 
 def _integers(high: Callable[[Mapping[str, int]], int]) -> Callable:
     return lambda rng, shape, dims: rng.integers(0, high(dims), size=shape)
+
+
+def _one_hot(axis: int) -> Callable:
+    """One-hot float labels: along ``axis``, a single 1 at a uniformly drawn class."""
+    def draw(rng, shape, dims):
+        classes = rng.integers(0, shape[axis], size=shape[:axis % len(shape)]
+                               + shape[axis % len(shape) + 1:])
+        return np.moveaxis(np.eye(shape[axis])[classes], -1, axis)
+
+    return draw
 
 
 def _scaled(fan: Callable[[Mapping[str, int]], int]) -> Callable:
