@@ -1,8 +1,12 @@
-"""A derivation's Markdown as HTML for the report, with every tagged equation given an anchor.
+"""A derivation's Markdown as HTML for the report, its math typeset as MathML, every tagged
+equation given an anchor.
 
-The math stays LaTeX source (no script, no network): display equations become blocks whose id
-is derived from their ``\\tag{..}``, so a tensor's tag in the report's table links to the
-equation that computes it. Markdown itself is rendered by markdown-it-py (rich's own parser)."""
+Markdown is parsed by markdown-it-py (rich's own parser) with mdit-py-plugins' dollarmath, which
+finds ``$...$`` and ``$$...$$``; latex2mathml turns each into MathML, which Chromium and Firefox
+typeset natively: no script, no font, no network. A display equation's ``\\tag{..}`` becomes its
+label and its anchor, so a tensor's tag in the report's table links to the equation that
+computes it. An equation latex2mathml cannot convert stays LaTeX source in a
+``code.math-error`` element, never a broken page."""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ import html
 import re
 from pathlib import Path
 
+from latex2mathml.converter import convert
 from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 
-DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
-INLINE = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<![\\ ])\$")
 TAG = re.compile(r"\\tag\{([^}]*)\}")
-PLACEHOLDER = re.compile(r"HGMATH([DI])(\d+)Z")
+UNKNOWN = re.compile(r">(\\[A-Za-z]+)<")
 
 
 def anchor(tag: str) -> str:
@@ -23,35 +27,45 @@ def anchor(tag: str) -> str:
     return "eq-" + re.sub(r"[^A-Za-z0-9-]", lambda m: f"_{ord(m.group()):x}", tag)
 
 
+def mathml(latex: str, display: bool) -> str:
+    """``latex`` as a MathML element, or as escaped source marked ``math-error``."""
+    try:
+        # HTML5 puts <math> in the MathML namespace itself; without the xmlns URL the page
+        # names no address at all.
+        out = convert(latex, display="block" if display else "inline").replace(
+            ' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+        # latex2mathml passes a command it does not know through as text: <mi>\foo</mi>.
+        unknown = UNKNOWN.findall(out)
+        if not unknown:
+            return out
+        why = f"unknown command {', '.join(sorted(set(unknown)))}"
+    except Exception as error:  # latex2mathml raises its own and plain errors alike
+        why = f"{type(error).__name__} {error}".strip()
+    return f'<code class="math-error" title="{html.escape(why)}">{html.escape(latex)}</code>'
+
+
 def render(text: str) -> tuple[str, list[str]]:
     """(HTML, the tags of the display equations in order)."""
-    display: list[str] = []
-    inline: list[str] = []
-
-    def keep_display(m: re.Match) -> str:
-        display.append(m.group(1).strip())
-        return f"HGMATHD{len(display) - 1}Z"
-
-    def keep_inline(m: re.Match) -> str:
-        inline.append(m.group(1))
-        return f"HGMATHI{len(inline) - 1}Z"
-
-    text = INLINE.sub(keep_inline, DISPLAY.sub(keep_display, text))
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     tags: list[str] = []
 
-    def restore(m: re.Match) -> str:
-        if m.group(1) == "I":
-            return f'<code class="math">{html.escape(inline[int(m.group(2))])}</code>'
-        latex = display[int(m.group(2))]
+    def inline(renderer, tokens, index, options, env) -> str:
+        return mathml(tokens[index].content.strip(), display=False)
+
+    def display(renderer, tokens, index, options, env) -> str:
+        latex = tokens[index].content.strip()
         found = TAG.findall(latex)
         tags.extend(found)
         ident = f' id="{anchor(found[0])}"' if found else ""
         label = "".join(f'<span class="eqtag">({html.escape(t)})</span>' for t in found)
-        return (f'<span class="eq"{ident}><code>{html.escape(TAG.sub("", latex).strip())}'
-                f"</code>{label}</span>")
+        return (f'<span class="eq"{ident}>{mathml(TAG.sub("", latex).strip(), display=True)}'
+                f"{label}</span>")
 
-    return PLACEHOLDER.sub(restore, body), tags
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.use(dollarmath_plugin, allow_labels=False, double_inline=True)
+    md.add_render_rule("math_inline", inline)
+    md.add_render_rule("math_inline_double", display)
+    md.add_render_rule("math_block", display)
+    return md.render(text), tags
 
 
 def doc_path(doc: str, origin: str = "", root: Path | None = None) -> Path | None:
