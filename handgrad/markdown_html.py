@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from pathlib import Path
 
 from latex2mathml.converter import convert
@@ -19,7 +20,15 @@ from markdown_it import MarkdownIt
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 TAG = re.compile(r"\\tag\{([^}]*)\}")
+SIBLING = re.compile(r"^([\w-]+)\.md(#.*)?$")
 UNKNOWN = re.compile(r">(\\[A-Za-z]+)<")
+STYLED = re.compile(r'<(mi|mn) mathvariant="([a-z-]+)">([A-Za-z0-9])</\1>')
+
+
+def doc_filename(stem: str) -> str:
+    """The report's file for the Markdown page ``<stem>.md`` (the notation page, a page another
+    links to): ``doc-<stem>.html``, apart from the derivations' own pages."""
+    return f"doc-{stem}.html"
 
 
 def anchor(tag: str) -> str:
@@ -27,13 +36,33 @@ def anchor(tag: str) -> str:
     return "eq-" + re.sub(r"[^A-Za-z0-9-]", lambda m: f"_{ord(m.group()):x}", tag)
 
 
+def styled(match: re.Match) -> str:
+    """``<mi mathvariant="script">T</mi>`` as ``<mi>𝒯</mi>``: browsers implementing MathML Core
+    (Chromium) ignore ``mathvariant`` other than "normal", so \\mathcal, \\mathbf and \\mathbb
+    would print as plain letters; the styled letter itself is a character of its own."""
+    element, variant, char = match.groups()
+    style = variant.replace("-", " ").upper().replace("DOUBLE STRUCK", "DOUBLE-STRUCK")
+    if char.isdigit():
+        names = [f"MATHEMATICAL {style} {unicodedata.name(char)}"]  # ... DIGIT ONE
+    else:
+        case = "CAPITAL" if char.isupper() else "SMALL"
+        # A few letters live in the Letterlike Symbols block: script M is U+2133, not U+1D4A8.
+        names = [f"MATHEMATICAL {style} {case} {char.upper()}", f"{style} {case} {char.upper()}"]
+    for name in names:
+        try:
+            return f"<{element}>{unicodedata.lookup(name)}</{element}>"
+        except KeyError:
+            continue
+    return match.group()
+
+
 def mathml(latex: str, display: bool) -> str:
     """``latex`` as a MathML element, or as escaped source marked ``math-error``."""
     try:
         # HTML5 puts <math> in the MathML namespace itself; without the xmlns URL the page
         # names no address at all.
-        out = convert(latex, display="block" if display else "inline").replace(
-            ' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+        out = STYLED.sub(styled, convert(latex, display="block" if display else "inline").replace(
+            ' xmlns="http://www.w3.org/1998/Math/MathML"', ""))
         # latex2mathml passes a command it does not know through as text: <mi>\foo</mi>.
         unknown = UNKNOWN.findall(out)
         if not unknown:
@@ -65,6 +94,15 @@ def render(text: str) -> tuple[str, list[str]]:
     md.add_render_rule("math_inline", inline)
     md.add_render_rule("math_inline_double", display)
     md.add_render_rule("math_block", display)
+
+    def link(renderer, tokens, index, options, env) -> str:
+        # A page links its siblings as Markdown files; the report has them as doc-<stem>.html.
+        sibling = SIBLING.match(tokens[index].attrGet("href") or "")
+        if sibling:
+            tokens[index].attrSet("href", doc_filename(sibling[1]) + (sibling[2] or ""))
+        return renderer.renderToken(tokens, index, options, env)
+
+    md.add_render_rule("link_open", link)
     return md.render(text), tags
 
 
