@@ -4,7 +4,16 @@ derivation without a source write-up, see ``attention.md``.
 Batch first: queries Q (B, T, d), keys K (B, S, d), values V (B, S, dv), output (B, T, dv);
 causal attention has S = T. With projections: x (B, T, m), Wq (m, d), Wk (m, d), Wv (m, dv).
 The output is a tensor: the engine's random upstream gradient dout (B, T, dv) stands for
-whatever loss follows.
+whatever loss follows (the page's bar-O; it writes d as d_k, m as D and the mask as calligraphic
+M, one letter, one meaning across the catalogue: notation.md).
+
+The row maximum is shifted by its real part, so the forward stays holomorphic and the complex
+step applies: a masked entry becomes -inf + 0i and its exponential 0. The intermediates are
+reported in backward order: ``P``, ``scores`` on given Q, K, V; ``P``, ``V``, ``scores``, ``Q``,
+``K`` in self-attention, where Q, K, V are intermediates. The masked entries of P and of dL/dA
+must be exactly zero, which the engine's tolerance cannot tell from tiny (a mask of -30 leaves
+weights near 1e-13, inside float64's 1e-11 of the largest entry): ``tests/test_attention.py``
+asks for exact zeros.
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ def softmax_backward(dP: np.ndarray, P: np.ndarray) -> np.ndarray:
     Zero wherever P is zero, so at every masked key, without reading the mask: the -inf never
     enters the backward and no 0 * inf arises.
     """
-    row = np.einsum("bts,bts->bt", dP, P)[..., None]                   # (SA7) p^T dp per row
+    row = np.einsum("bts,bts->bt", dP, P)[..., None]                   # (SA7) P_i^T delta_i per row
     dscores = np.subtract(dP, row)                                     # (SA7)
     dscores *= P                                                       # (SA7)
     return dscores

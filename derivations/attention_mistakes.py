@@ -2,7 +2,11 @@
 with its diagnosis (``expect_kind``). See *Common mistakes* in ``attention.md``.
 
 Every record keeps the right forward, so the forward check passes and the harness judges the
-transcribed backward alone against the gradient of the right model.
+transcribed backward alone against the gradient of the right model. ``handgrad check
+attention-mistake`` shows each rejected, with its kind on the first failing case: ``slices``
+along T for the diagonal Jacobian (every query but the first) and for the mask after the softmax
+(every query but the last), ``factor`` for the missing scale (sqrt(d) = 2.23607 at d = 5),
+``values`` for dV from the unnormalised weights and for dx overwritten.
 """
 
 from __future__ import annotations

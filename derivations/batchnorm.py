@@ -3,7 +3,14 @@
 Shapes: x (N, D) with gamma, beta (D,), statistics over the batch axis; or x (N, C, H, W) with
 gamma, beta (C,), statistics over N, H and W. F (D or C) names the features below. m is the
 number of values each statistic reduces over (N, or N*H*W). The variance is the biased one
-(divide by m), as torch uses in training.
+(divide by m), as torch uses in training. The page writes y as O, C as D, var as nu, xc as xi
+and inv_std as r (one letter, one meaning across the catalogue: notation.md).
+
+The records keep m >= 3: at m = 2 dL/dx is of the order of eps / var, nearly degenerate.
+``tests/test_batchnorm.py`` checks that the staged (B12) and compact (B13) dL/dx agree to
+rounding. The reference computes mu and var with ``torch.var_mean``, where the variance depends on
+x directly and not through mu; autograd's dL/dmu is then the direct term of (B11) alone, which
+equals the hand value because the other term vanishes.
 """
 
 from __future__ import annotations

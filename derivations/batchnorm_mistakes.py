@@ -1,5 +1,10 @@
 """Mistakes people make deriving the batch-norm backward by hand: each must be caught and
-diagnosed (``expect_kind``). The engine's generic operators live in handgrad/mutations.py."""
+diagnosed (``expect_kind``). The engine's generic operators live in handgrad/mutations.py.
+
+``handgrad check batchnorm-mistake`` shows each rejected: ``values`` for the dropped mean and
+variance paths, for the unbiased variance in the backward (on the spatial record) and in the
+forward (where the forward fails too), ``wrong-shape`` for parameter gradients not reduced ("a
+reduction over axis 0 is missing")."""
 
 from __future__ import annotations
 

@@ -2,7 +2,13 @@
 
 X0 (N, C0, H0, W0) -> C1 (L1, L2) -> S2 (L3, L4) -> C3 with table T2 -> S4 -> C5 (a convolution
 whose kernel covers the whole S4 map) -> F6 (L5) -> scores Z (L6) -> summed cross-entropy (L7).
-f is the activation of every layer (the source's f_l and g_l); pooling windows are p x p.
+f is the activation of every layer (the source's f_l and g_l); pooling windows are p x p (s x s
+on the page, whose p is an input map). The page writes the pooling bias a as beta, the classes K
+as C, the connection table T as calligraphic T, and a map's (C, H, W) as (D, n_H, n_W): one
+letter, one meaning across the catalogue (notation.md).
+
+``dout`` is the upstream gradient of the harness, which differentiates dout * L for a random
+scalar dout (``sum(dout * Y)`` for a layer record): every gradient carries that factor.
 Everything up to F6 (``trunk``, ``trunk_backward``) is shared with the paper's RBF output
 (``lenet5_rbf.py``).
 

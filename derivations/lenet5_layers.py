@@ -8,6 +8,9 @@ Trainable mean-pool (S2, S4), (L3) (L4):
 The layer functions work on the ``(C, H, W, N)`` layout of ``_lenet5_kernels``; the records wrap
 them for ``(N, C, H, W)`` arrays. The backward functions take their stages as keyword arguments,
 so that the errata records (``lenet5.py``) can swap one for the source's formula as written.
+
+The layer records report the page's equations: ``conv-table*`` gives Yt (L16), W (L17), b (L18),
+X (L19); ``meanpool*`` gives Xt (L20), w (L21), a (L22, beta on the page), Y (L23).
 """
 
 from __future__ import annotations

@@ -8,6 +8,19 @@ The loss is summed over time and batch.
 ``Hs[t]`` and ``Cs[t]`` hold h_t and c_t for t = 0..T (``Hs[0]`` = h0, ``Cs[0]`` = c0); every other
 array stacked over time holds step t + 1 at index t (``gates[t]`` are the gates of step t + 1).
 Everything that does not depend on the previous step runs as one product over all steps.
+
+``dout`` is the upstream gradient of the harness, which differentiates dout * L for a random
+scalar dout: every gradient carries that factor. Sampled weights are uniform on
++-1/sqrt(fan-in), so that the gates do not saturate. Counting the matrix products only (2 rows
+cols inner each), forward and backward take 6 T B (4 H D + 4 H^2 + H C) operations (``flops``).
+
+The intermediates are reported in backward order ``a``, ``h``, ``c``, ``gates``, ``z``; the
+reference adds zero probes where z_t, the gate values, c_t and h_t are formed, so that their
+gradients are the totals over every use. That order is the order within one step; across steps
+the recursion interleaves them, so an error in (LS13)-(LS15) at step t reaches dL/dh_{t-1} through
+(LS12), and at T >= 2 the first wrong intermediate named can be ``h`` at an earlier step (the
+slices along T show where it starts). At T = 1, the minimal case, it is exactly the equation at
+fault.
 """
 
 from __future__ import annotations

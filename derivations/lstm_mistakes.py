@@ -4,6 +4,12 @@ with its diagnosis (``expect_kind``). See *Common mistakes* in ``lstm.md``.
 The mistakes sit inside the recursion, so they are written into a plain step-by-step backward,
 the way one is first written by hand: one step at a time, the gates split out, no reuse of
 buffers. Without a mistake it equals ``lstm.backward`` (``tests/test_lstm.py``).
+
+``handgrad check lstm-mistake`` shows each rejected. The first two are exact at T = 1 (both
+recursions empty), so only a case with T >= 2 can show them; the sampled cases always include
+one (the case of distinct dimensions has T = 3), and each kind is read there: ``slices`` along T
+for both (steps before T wrong), ``slices`` along G for the forget gate's derivative (its block
+of z) and for the input gate's bias (its block of b).
 """
 
 from __future__ import annotations

@@ -7,7 +7,21 @@ sends its gradient to the first maximal element in row-major order, as torch's m
 Both passes are tap by tap: tap t = (i, j) of every window at once is the strided view
 x[:, :, i::sh, j::sw] cut to (Ho, Wo), so the forward makes kh*kw passes over output-sized
 arrays and never copies the windows, and the backward is one scatter-add of the upstream
-gradient at the flat input index of each window's maximum.
+gradient at the flat input index of each window's maximum. The page writes y as O, the channels
+C as D, H, W as n_H, n_W and the tap t as kappa (one letter, one meaning: notation.md).
+
+The records sample Ho, Wo and a remainder 0 <= R - 1 < s and derive H = (Ho - 1) sh + kh + R - 1
+(the same for W), so every case is valid and the leftover rows and columns, whose gradient is
+zero, are exercised.
+
+What the oracles can say at a kink: S = sum(dout * y) is piecewise linear in x. The records with
+continuous inputs keep every window's top two values at least 1e-3 apart (``kink_distance``), so
+finite differences never straddle a switch of a maximum. The Taylor test perturbs by steps up to
+1, which do cross switches: its remainder is zero to rounding below the first switch and grows
+linearly beyond it, so a slope fitted above the round-off floor comes out near 1 although the
+gradient is exact; a kink-aware test reads the remainder falling to the floor at small steps as
+"first-order model exact". ``maxpool-ties`` sits on ties by design: autograd is the oracle that
+can judge it (torch breaks ties by (P3)); finite differences there see one-sided derivatives.
 """
 
 from __future__ import annotations

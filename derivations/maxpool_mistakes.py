@@ -1,5 +1,11 @@
 """Mistakes people make deriving the max-pooling backward by hand: each must be caught and
-diagnosed (``expect_kind``). The engine's generic operators live in handgrad/mutations.py."""
+diagnosed (``expect_kind``). The engine's generic operators live in handgrad/mutations.py.
+
+``handgrad check maxpool-mistake`` shows each rejected: overwriting on a 3 x 3, stride-1 pooling
+(``entries``: only the shared maxima are wrong), decoding by the height on 2 x 3 windows
+(``permuted``), every tied maximum on the ties sampler (``subgradient``, from the kink-aware
+engine). Each is exact where a quick test looks: without overlap, on square windows, without ties.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,12 @@
 """One-hidden-layer MLP, section 2 of the source, corrected: see ``mlp.md`` for the math.
 
 Shapes: x (N, d), W1 (M, d), b1 (M,), W2 (C, M), b2 (C,); labels y (N,) for cross-entropy,
-targets Y (N, C) for L2. The loss is summed over the batch; lam >= 0 decays W1 and W2 only.
+targets y (N, C) for L2. The loss is summed over the batch; lam >= 0 decays W1 and W2 only.
+The page writes d as D and the hidden activation z as h (one letter, one meaning across the
+catalogue: see notation.md).
+
+``dout`` is the upstream gradient of the harness, which differentiates dout * L for a random
+scalar dout: every gradient below carries that factor, the decay terms included.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """Section 2 of the source, transcribed as written where it changes a value.
 
 Each record replaces one step of the correct derivation (``mlp.py``) with the source's version;
-the harness must reject every one (``expect="reject"``). The table "Differences from the source"
-in ``mlp.md`` explains each.
+the harness must reject every one (``expect="reject"``); ``handgrad check mlp-source`` shows each
+rejected. The table "Differences from the source" in ``mlp.md`` explains each; a record's
+erratum text names the equation of its row. Where the source's product dL/dy_j f2'(.) is
+ambiguous, ``softmax-diagonal`` reads it as the diagonal y_j (1 - y_j) of the softmax Jacobian,
+and ``db2-sum-over-outputs`` as dL/da2_j, which sums to 0 over j under cross-entropy: that record
+runs the L2 loss with f2 = sigmoid, where the sum over outputs shows.
 """
 
 from __future__ import annotations

@@ -3,6 +3,14 @@
 Linear-time backpropagation through time, full and truncated. Time-major shapes:
 x (T, B, D), h0 (B, M), U (M, M), W (M, D), b (M,), V (C, M), c (C,); labels y (T, B) for
 cross-entropy, targets y (T, B, C) for L2. The loss is summed over time and over the batch.
+The page writes the output layer V, c as W_y, b_y and the softmax p_t as yhat_t (c is the cell
+state and V the attention values elsewhere in the catalogue: see notation.md).
+
+``dout`` is the upstream gradient of the harness, which differentiates dout * L for a random
+scalar dout: every gradient carries that factor. Truncated BPTT (``truncated``) is not the
+gradient of L once T exceeds the window: finite differences, the complex step and the Taylor
+test measure the full gradient and must disagree with it, so those records skip them and are
+judged against autograd on a reference that cuts the graph at the same places.
 
 Arrays stack the time steps on axis 0: ``H[t]`` is h_t for t = 0..T (``H[0]`` = h0), while
 ``dz[t]`` and ``dh[t]`` belong to step t + 1 (dL/dz_{t+1}, dL/dh_{t+1}).
@@ -97,7 +105,7 @@ def forward(x, y, h0, U, W, b, V, c, *, f: str, loss: str):
         np.exp(out, out=out)
         total = out.sum(axis=2)
         L = (np.log(total) - at_label).sum()                      # (R4), (R5)
-        out /= total[..., None]                                   # (R4) p_t
+        out /= total[..., None]                                   # (R4) yhat_t
     else:
         L = 0.5 * ((a - y) ** 2).sum()                            # (R4'), (R5)
         out = a
@@ -108,7 +116,7 @@ def output_gradient(dout, c: Cache) -> np.ndarray:
     """dS/da_t for every t: (T, B, C)."""
     if c.loss == "ce":
         T, B = c.y.shape
-        da = dout * c.out                                         # (R6) dout p_t
+        da = dout * c.out                                         # (R6) dout yhat_t
         da[np.arange(T)[:, None], np.arange(B), c.y] -= dout      # (R6) - dout e_{y_t}
         return da
     return dout * (c.out - c.y)                                   # (R6)
@@ -124,7 +132,7 @@ def output_layer_backward(da: np.ndarray, c: Cache,
     dV = da2.T @ c.H[1:].reshape(T * B, M)                        # (R7)
     dc = da2.sum(axis=0)                                          # (R8)
     dh_out = np.empty((T, B, M), np.result_type(da, c.V)) if out is None else out
-    np.matmul(da2, c.V, out=dh_out.reshape(T * B, M))             # (R9) V^T da_t
+    np.matmul(da2, c.V, out=dh_out.reshape(T * B, M))             # (R9) W_y^T da_t
     return {"V": dV, "c": dc, "h_out": dh_out}
 
 
@@ -139,8 +147,8 @@ def through_time(dh: np.ndarray, dz: np.ndarray, U: np.ndarray, window: int | No
     """The backward recursion, in place on dh and dz, both (T, B, M).
 
     On entry dh[t] holds V^T da_{t+1} and dz[t] holds f'(z_{t+1}); on exit they hold
-    dL/dh_{t+1} and dL/dz_{t+1}. With a ``window`` k the term U^T dz_{t+1} is dropped where
-    h_t enters a new chunk (t = k, 2k, ...).
+    dL/dh_{t+1} and dL/dz_{t+1}. With a ``window`` (tau on the page) the term U^T dz_{t+1} is
+    dropped where h_t enters a new chunk (t = tau, 2 tau, ...).
     """
     T = dh.shape[0]
     step = np.empty_like(dh[0])
@@ -174,7 +182,7 @@ def input_gradients(dz: np.ndarray, c: Cache,
 
 
 def backward(dout, c: Cache, *, window: int | None = None) -> dict[str, np.ndarray]:
-    """Gradients of S = dout * L; ``window`` = k gives truncated BPTT (see ``through_time``)."""
+    """Gradients of S = dout * L; a ``window`` gives truncated BPTT (see ``through_time``)."""
     da = output_gradient(dout, c)
     dh, dz, dx = one_block([c.H[1:].shape, c.H[1:].shape, c.x.shape],
                            np.result_type(da, c.V, c.U, c.W))

@@ -35,9 +35,10 @@ vertical-align:middle}.badge.good{background:#cdeccf}.badge.bad{background:#f9c9
 pre{background:#f6f6f6;padding:.6em;overflow-x:auto;white-space:pre-wrap;font-size:12.5px}
 .plots{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 img.plot{max-width:100%;height:auto;border:1px solid #eee}
-.eq{display:block;margin:.4em 0;padding:.25em .6em;background:#f7f7fb;border-left:3px solid #99c}
-.eq:target{background:#fff3b0}.eqtag{float:right;color:#555}
-code.math{background:#f4f4f8;padding:0 2px}.note{color:#555;font-style:italic}
+.eq{display:flex;align-items:center;margin:.4em 0;padding:.25em .6em;background:#f7f7fb;
+border-left:3px solid #99c}.eq math{flex:1;font-size:1.1em}
+.eq:target{background:#fff3b0}.eqtag{margin-left:1em;color:#555}
+code.math-error{color:#a00;background:#fdd}.note{color:#555;font-style:italic}
 nav{font-size:.9em;margin-bottom:.5em}.doc{max-width:900px}
 .doc h1{font-size:1.25em}.doc h2{font-size:1.1em}.doc h3{font-size:1em}
 .diagnosis{flex:1 1 400px;min-width:0}

@@ -17,6 +17,7 @@ from pathlib import Path
 from handgrad import html_report
 from handgrad.check import check
 from handgrad.evidence import gather
+from handgrad.markdown_html import doc_filename, doc_path, render
 from handgrad.record import Derivation
 from handgrad.report import Report
 
@@ -104,9 +105,22 @@ def build(out: Path, records: Sequence[Derivation], reports: Sequence[Report] | 
                     result = _safe_draw(record, report, seed, cases, path)
                 keep(record, result)
     ordered = [done[r.name][0] for r in records]
+    write_docs(out, records)
     (out / "index.html").write_text(html_report.index(ordered, seconds + time.perf_counter() - t0,
                                                       _bench_link(out)))
     return ordered
+
+
+def write_docs(out: Path, records: Sequence[Derivation]) -> None:
+    """Every Markdown page beside the records' own (the notation page, pages they link to) as
+    ``doc-<stem>.html``, so that a derivation's links to them work in the report."""
+    folders = {found.resolve().parent for r in records
+               if (found := doc_path(r.doc, r.origin)) is not None}
+    for source in sorted(p for folder in folders for p in folder.glob("*.md")):
+        body, _ = render(source.read_text())
+        (out / doc_filename(source.stem)).write_text(html_report.page(
+            source.stem, '<nav><a href="index.html">&larr; every derivation</a></nav>'
+            f'<div class="doc">{body}</div>'))
 
 
 def _safe_draw(record: Derivation, report: Report | None, seed: int, cases: int,

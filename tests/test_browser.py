@@ -119,3 +119,33 @@ def test_the_index_and_a_failing_page_render_with_their_plots(browser_page, tmp_
     width, height = png_size(shot)
     assert width == 1200 and height > 900
     assert problems == [] and outside == []
+
+
+def test_a_derivation_s_equations_are_typeset_as_mathml(browser_page, tmp_path):
+    """The passing derivation's Markdown: every equation a MathML element the browser lays out
+    (a fraction's numerator above its denominator, which text flow never does), none left as
+    LaTeX source, and a tag's anchor on its equation. The screenshot shows the first equations."""
+    out, page, problems, outside = browser_page
+    page.goto((out / f"{PASSING}.html").as_uri())
+    maths = page.evaluate("""() => Array.from(document.querySelectorAll('.doc math')).map(m => ({
+        block: m.getAttribute('display') === 'block', width: m.getBoundingClientRect().width,
+        height: m.getBoundingClientRect().height}))""")
+    assert len(maths) > 50, len(maths)
+    assert all(m["width"] > 0 and m["height"] > 0 for m in maths), maths
+    assert sum(m["block"] for m in maths) >= 15
+    assert page.locator(".doc .math-error").count() == 0
+    assert "\\frac" not in page.inner_text(".doc") and "\\partial" not in page.inner_text(".doc")
+    stacked = page.evaluate("""() => Array.from(document.querySelectorAll('.doc mfrac')).map(f => {
+        const [top, bottom] = Array.from(f.children).map(c => c.getBoundingClientRect());
+        return top.bottom <= bottom.top + 1; })""")
+    assert stacked and all(stacked), stacked
+    equation = page.locator("#eq-M7")
+    assert equation.locator("math").count() == 1 and "(M7)" in equation.inner_text()
+    equation.scroll_into_view_if_needed()
+    page.locator(".doc").screenshot(path=tmp_path / "equations.png")
+    # The page's link to the catalogue's notation opens it, typeset too.
+    page.click("text=notation page")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("doc-notation.html") and page.title() == "notation"
+    assert page.locator(".doc math").count() > 50 and page.locator(".math-error").count() == 0
+    assert problems == [] and outside == []

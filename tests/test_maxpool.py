@@ -139,7 +139,7 @@ def uniform(rng, shape, dims):
 
 
 def test_each_mistake_is_exact_where_the_table_says_it_hides():
-    """The 'why it survives a quick test' column of maxpool.md, checked."""
+    """Where each mistake of maxpool.md is right (why it survives a quick test), checked."""
     m = maxpool_mistakes
     for seed in range(3):
         assert _same_as_right(m.overwrite, (2, 2), (2, 2), uniform, seed)
