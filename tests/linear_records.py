@@ -221,3 +221,13 @@ WRONG = (
     _wrong(RELU_ELEMENTWISE, "hvp-nonzero", "relu'' taken as 1", "nonzero-where-zero",
            hvp=_relu_hvp_nonzero),
 )
+
+
+def _tanh_jvp_output_wrong(t, me):
+    """dz right, the tanh' factor squared on the way out."""
+    _, inter = _layer.jvp(t, me)
+    return (1 - me.y ** 2) ** 2 * inter["z"], inter
+
+
+WRONG += (_wrong(TANH, "jvp-output-step", "tanh' squared in the output tangent", "values",
+                 jvp=_tanh_jvp_output_wrong),)
