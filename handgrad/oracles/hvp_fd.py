@@ -13,14 +13,16 @@ from handgrad.caserun import CaseRun
 from handgrad.line_fd import step
 from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
-from handgrad.oracles.linear import broken, judge_line, line_derivative
+from handgrad.oracles.linear import broken, hand_hvp, judge_line, line_derivative
 from handgrad.tolerances import tolerance
 
 
 def hvp_fd(run: CaseRun) -> None:
-    if "hvp" not in run.linear:
-        return  # the hvp broke its contract: its row says why
-    v, hv = run.linear["hvp"]
+    try:
+        v, hv = hand_hvp(run)
+    except LinearContractError as exc:
+        broken(run, "hvp-fd", exc)
+        return
     point = {k: np.asarray(run.inputs[k], np.float64) for k in v}
 
     def gradient_at(t: float) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from handgrad import line_fd
+from handgrad import line_fd, linear_hand
 from handgrad.caserun import CaseRun
 from handgrad.cases import full_dims
 from handgrad.compare import compare
@@ -32,6 +32,24 @@ def directions(run: CaseRun, purpose: int, index: int = 0) -> dict[str, np.ndarr
     rng = np.random.default_rng([run.case.data_seed, purpose, index])
     return {k: rng.standard_normal(np.shape(run.inputs[k])).astype(run.dtype)
             for k in run.record.differentiable}
+
+
+def hand_jvp(run: CaseRun) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(v, tangent of out, {intermediate: tangent}) of the hand jvp along the case's tangent,
+    computed once per run (raises :class:`LinearContractError`)."""
+    if "jvp" not in run.linear:
+        v = directions(run, TANGENT)
+        run.linear["jvp"] = (v, *linear_hand.jvp(run, v))
+    return run.linear["jvp"]
+
+
+def hand_hvp(run: CaseRun) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(v, H v) of the hand hvp along the case's direction with the case's dout, computed once
+    per run (raises :class:`LinearContractError`)."""
+    if "hvp" not in run.linear:
+        v = directions(run, SECOND)
+        run.linear["hvp"] = (v, linear_hand.hvp(run, run.dout, v))
+    return run.linear["hvp"]
 
 
 def upstream_like(run: CaseRun, shape: tuple, purpose: int, index: int = 0) -> np.ndarray:
