@@ -36,7 +36,7 @@ def hvp_fd(run: CaseRun) -> None:
         return
     run.linear["hvp-fd"] = est
     judge_line(run, "hvp-fd", hv, est, tolerance("float64", "fd", run.record.tolerances),
-               "central differences of the hand backward along v")
+               "central differences of the hand backward along v", bracket=False)
 
 
 ORACLE = Oracle("hvp-fd", "central differences of the backward", hvp_fd,

@@ -37,7 +37,7 @@ def jvp_fd(run: CaseRun) -> None:
     run.linear["jvp-fd"] = est
     judge_line(run, "jvp-fd", {"(output)": out_tangent}, est,
                tolerance("float64", "fd", run.record.tolerances),
-               "central differences of the forward along the tangent")
+               "central differences of the forward along the tangent", bracket=True)
 
 
 ORACLE = Oracle("jvp-fd", "central differences along the tangent", jvp_fd,
