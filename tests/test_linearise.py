@@ -271,3 +271,17 @@ def test_a_reference_torch_func_cannot_run_is_linearised_by_double_vjp():
                                 reference=reference)
     rows = _failed(results_of(wrong, cases=1, checks=("contract", "jvp")), "jvp")
     assert rows and "torch.autograd.functional.jvp" in rows[0].message
+
+
+def test_the_report_page_draws_the_second_order_taylor_curve_and_the_identities():
+    from handgrad import html_report
+    from handgrad.evidence import gather
+
+    wrong = next(w for w in L.WRONG if w.name.endswith("hvp-asymmetric"))
+    report = handgrad.check(wrong, cases=2, shrink=False)
+    evidence = gather(wrong, report)
+    assert evidence.taylor2 is not None and evidence.taylor2.order == 2
+    assert [i.title for i in evidence.identities] == ["Dot-product test", "Symmetry of H v"]
+    page = html_report.derivation_page(wrong, report, evidence)
+    assert 'alt="Second-order Taylor remainder against h' in page
+    assert 'alt="Dot-product test: holds"' in page and 'alt="Symmetry of H v: fails"' in page
