@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad import adapt_spec
 from handgrad.adapt_calls import (
     CACHE,
     LR,
@@ -163,6 +164,7 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
         return spec.keyed(grads, order, "backward")
 
     wrap_kink(fields, lambda cache: cache.user)
+    adapt_spec.wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
 
 
@@ -303,6 +305,7 @@ def loss(name: str, fn: Callable[..., Any], *, shapes: ShapeSpec, dims: DimSpec,
         return {k: dout * g for k, g in cache.user.items()}
 
     wrap_kink(fields, lambda cache: cache.inputs)
+    adapt_spec.wrap_linear(fields, lambda cache: cache.inputs)
     if reduce is not None and reference is not None:
         reference = _reduced(reference, reduce)
     return spec.record(adapted_forward, adapted_backward, reference, fields)

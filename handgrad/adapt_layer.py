@@ -29,7 +29,15 @@ from handgrad.adapt_calls import (
     with_rate,
 )
 from handgrad.adapt_grads import GradSlot, PassedTo, RecordingOptimizer, Slot, wrap_method
-from handgrad.adapt_spec import OUT, AdaptedCache, ShapeSpec, build_spec, fail, wrap_kink
+from handgrad.adapt_spec import (
+    OUT,
+    AdaptedCache,
+    ShapeSpec,
+    build_spec,
+    fail,
+    wrap_kink,
+    wrap_linear,
+)
 from handgrad.adapt_time import Unroll
 from handgrad.record import Derivation, DerivationError
 from handgrad.shapes import Dims, Shape
@@ -318,4 +326,5 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                        "writes=(...)")
         fields.setdefault("update", update)
     wrap_kink(fields, lambda cache: cache.user)
+    wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from handgrad import fd, oracles
+from handgrad import fd
 from handgrad.autograd import autograd_oracle
 from handgrad.cases import Case
-from handgrad.check import _checks_of, _start
+from handgrad.check import run_oracles, start_case
+from handgrad.oracles.base import central, elementwise, usable
 from handgrad.record import Derivation
 from handgrad.report import Report, case_dims, informativeness
 from handgrad.taylor import TaylorResult
@@ -72,6 +73,19 @@ class FigurePair:
     ref: np.ndarray
 
 
+@dataclass(frozen=True)
+class Identity:
+    """The two sides of an identity between hand linearisations over probe pairs (the
+    dot-product test, the symmetry of H v), with the magnitude of their terms."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    x: np.ndarray
+    y: np.ndarray
+    magnitude: np.ndarray
+
+
 @dataclass
 class Evidence:
     """What the plots of one derivation need, from one re-run case (``case``, ``data_seed``)."""
@@ -80,6 +94,8 @@ class Evidence:
     case: str
     data_seed: int
     taylor: TaylorResult | None = None
+    taylor2: TaylorResult | None = None  # the second-order test, for a record with an hvp
+    identities: list[Identity] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
     diffs: list[TensorDiff] = field(default_factory=list)
     figures: list[FigurePair] = field(default_factory=list)
@@ -119,7 +135,7 @@ def gather(record: Derivation, report: Report) -> Evidence:
 def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
     case = Case.of(case_dims(evidence.case), evidence.data_seed)
     with np.errstate(all="ignore"):
-        run, error = _start(record, case, "float64")
+        run, error = start_case(record, case, "float64")
         if run is None:
             evidence.notes.append(f"the case does not run: {error.message}")
             return
@@ -134,9 +150,12 @@ def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
                 run.prepared = (ref_out, ref_grads)
             except Exception as exc:  # noqa: BLE001
                 evidence.notes.append(f"the reference raised {type(exc).__name__}: {exc}")
-        checks = {"forward", "autograd", "taylor"} - set(record.skip)
-        _checks_of(run, checks)
+        checks = {"forward", "autograd", "taylor", "hvp", "taylor2", "dot-product",
+                  "symmetry"} - set(record.skip)
+        run_oracles(run, checks)
         evidence.taylor = run.taylor
+        evidence.taylor2 = run.linear.get("taylor2")
+        evidence.identities = _identities(run.linear)
         if "taylor" in record.skip:
             evidence.notes.append(f"no Taylor test: {record.skip['taylor']}")
         evidence.diffs = _diffs(run, report, evidence, ref_out)
@@ -145,6 +164,19 @@ def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
         else:
             evidence.sweeps = _sweeps(run, report, evidence)
         evidence.figures = _figures(record, run.inputs, evidence.notes)
+
+
+def _identities(linear: dict) -> list[Identity]:
+    out = []
+    if "dot-product" in linear:
+        forward, reverse, magnitude = linear["dot-product"]
+        out.append(Identity("Dot-product test", "<u, J v> (hand jvp)",
+                            "<J^T u, v> (hand backward)", forward, reverse, magnitude))
+    if "symmetry" in linear:
+        inner, magnitude = linear["symmetry"]
+        out.append(Identity("Symmetry of H v", "<u_i, H u_j>", "<u_j, H u_i>", inner, inner.T,
+                            magnitude))
+    return out
 
 
 def _failing(report: Report, evidence: Evidence) -> list:
@@ -182,8 +214,8 @@ def _diffs(run, report: Report, evidence: Evidence, ref_out) -> list[TensorDiff]
             if hand is None and r.kind == "non-finite":
                 raw = _raw_grads(run) if raw is None else raw
                 hand = raw.get(r.tensor)
-            if ref is None and r.tensor in oracles.usable(run) and oracles._elementwise(run):
-                ref = oracles._central(run, r.tensor).value.reshape(run.inputs[r.tensor].shape)
+            if ref is None and r.tensor in usable(run) and elementwise(run):
+                ref = central(run, r.tensor).value.reshape(run.inputs[r.tensor].shape)
         if hand is None or ref is None or (r.check == "contract"
                                            and np.shape(hand) != np.shape(ref)):
             continue
@@ -199,13 +231,13 @@ def _diffs(run, report: Report, evidence: Evidence, ref_out) -> list[TensorDiff]
 def _sweep_tensor(run, report: Report, evidence: Evidence) -> str | None:
     """The first failing differentiable input in the drawn case, else the first whose gradient
     is not all zero."""
-    usable = oracles.usable(run)
+    candidates = usable(run)
     failing = {r.tensor for r in _failing(report, evidence)}
     for key in run.record.differentiable:
-        if key in usable and key in failing:
+        if key in candidates and key in failing:
             return key
     truth = run.ref_grads or run.hand.grads
-    return next((k for k in usable if np.any(truth.get(k, 0.0) != 0.0)), None)
+    return next((k for k in candidates if np.any(truth.get(k, 0.0) != 0.0)), None)
 
 
 def _sweeps(run, report: Report, evidence: Evidence) -> list[Sweep]:

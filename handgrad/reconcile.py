@@ -11,7 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from handgrad import oracles
+from handgrad.oracles.base import usable
+from handgrad.oracles.finite_differences import kinks_of
 from handgrad.report import Result
 from handgrad.tolerances import tolerance
 
@@ -34,9 +35,9 @@ def kinks(run, run64) -> None:
             scale = float(np.abs(ref).max(initial=0.0))
             bad = np.flatnonzero(np.abs(hand - ref) > tol["atol"] * scale
                                  + tol["rtol"] * np.abs(ref))
-            if kinks is None and r.tensor in oracles.usable(run64):
+            if kinks is None and r.tensor in usable(run64):
                 try:
-                    kinks = oracles.kinks_of(run64, r.tensor, bad,
+                    kinks = kinks_of(run64, r.tensor, bad,
                                              np.flatnonzero(run64.ref_grads[r.tensor]))
                 except Exception as exc:  # noqa: BLE001 - the forward raised off the point
                     run64.result("fd", r.tensor, "error", kind="exception",
@@ -78,7 +79,7 @@ def taylor(run) -> None:
                 if r.check == "taylor" and r.status == "fail"), None)
     if idx is None:
         return
-    keys = oracles.usable(run)
+    keys = usable(run)
     confirmed = {(r.check, r.tensor) for r in run.results
                  if r.tensor in keys and r.check in ("autograd", "fd") and r.status == "pass"}
     needed = {("fd", k) for k in keys} | ({("autograd", k) for k in keys} if run.ref_grads
@@ -92,3 +93,55 @@ def taylor(run) -> None:
     r = run.results[idx]
     run.results[idx] = dataclasses.replace(r, status="unreliable", kind="",
                                            message=f"{r.message}; not a verdict: {why}")
+
+
+def _verdict_of(run, checks: tuple[str, ...], tensors=None) -> bool | None:
+    """True when every row of ``checks`` (on ``tensors``) passed and one ran, False when one
+    failed, None when none decided."""
+    rows = [r for r in run.results if r.check in checks and r.dtype == run.dtype
+            and r.status in ("pass", "fail") and (tensors is None or r.tensor in tensors)]
+    if not rows:
+        return None
+    return all(r.status == "pass" for r in rows)
+
+
+def linearisations(run) -> None:
+    """Where the identities between hand linearisations fail, say which side is wrong from the
+    oracles that judge each side alone; a second-order Taylor slope alone never calls an HVP
+    wrong that the exact oracles find right (a kink the test could not see is likelier)."""
+    record = run.record
+    for i, r in enumerate(run.results):
+        if r.check == "dot-product" and r.status == "fail":
+            jvp_ok = _verdict_of(run, ("jvp",))
+            jvp_ok = jvp_ok if jvp_ok is not None else _verdict_of(run, ("jvp-fd",))
+            back_ok = _verdict_of(run, ("autograd",), set(record.differentiable))
+            back_ok = back_ok if back_ok is not None else _verdict_of(
+                run, ("fd",), set(record.differentiable))
+            blame = {(True, False): "the jvp agrees with its oracles and the backward does "
+                                    "not: the backward is wrong",
+                     (False, True): "the backward agrees with its oracles and the jvp does "
+                                    "not: the jvp is wrong",
+                     (False, False): "both the jvp and the backward disagree with their "
+                                     "oracles"}.get((jvp_ok, back_ok))
+            if blame:
+                run.results[i] = dataclasses.replace(r, message=f"{r.message}; {blame}")
+        if r.check == "hvp-fd" and r.status == "fail" \
+                and _verdict_of(run, ("autograd", "fd"), {r.tensor}) is False \
+                and _verdict_of(run, ("hvp",), {r.tensor}):
+            run.results[i] = dataclasses.replace(
+                r, message=f"{r.message}; the hvp agrees with the reference's double backward "
+                           "and the hand backward is wrong: these differences differentiate "
+                           "the hand backward")
+    idx = next((i for i, r in enumerate(run.results)
+                if r.check == "taylor2" and r.status == "fail"), None)
+    if idx is None:
+        return
+    exact = [_verdict_of(run, ("hvp",)), _verdict_of(run, ("hvp-fd",)),
+             _verdict_of(run, ("autograd", "fd"), set(record.differentiable))]
+    if all(v is True for v in exact[1:]) and exact[0] is not False:
+        r = run.results[idx]
+        run.results[idx] = dataclasses.replace(
+            r, status="unreliable", kind="",
+            message=f"{r.message}; not a verdict: the hvp agrees with central differences of "
+                    "the backward (and the reference where there is one) and the gradient with "
+                    "its oracles at tight tolerance: a kink along the test direction is likelier")

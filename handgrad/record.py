@@ -29,6 +29,15 @@ The calling convention, for a record ``r``:
     its upstream gradient is caught. ``grads`` is a dict keyed by name: one entry per
     differentiable input (dS/d input, same shape) and one per name in ``r.intermediates``
     (dS/d intermediate, same shape as the tensor the reference returns under that name).
+``tangent = r.jvp(tangents, cache)`` (optional)
+    The hand forward-mode derivative: ``tangents`` maps every differentiable input to a direction
+    (same shape and dtype as the input), ``cache`` is the forward's. Returns the tangent of
+    ``out`` (same shape), or ``(tangent, {name: tangent})`` with the tangent of every name in
+    ``r.jvp_intermediates``.
+``hv = r.hvp(dout, v, cache)`` (optional)
+    The hand Hessian-vector product of the same scalar ``S = sum(dout * out)`` as ``backward``
+    (a random ``dout``): ``v`` maps every differentiable input to a direction; ``hv`` maps each
+    to ``(H v)`` for it, where ``H`` is the Hessian of ``S`` in all differentiable inputs at once.
 ``r.reference(**tensors)``
     The PyTorch program. ``tensors`` are float tensors (leaves that require grad for the
     differentiable inputs) and integer tensors for integer inputs. Returns ``out`` or
@@ -44,15 +53,23 @@ from typing import Any
 
 import numpy as np
 
-CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
+from handgrad import shapes
+from handgrad.errors import DerivationError
+
+__all__ = ["CHECKS", "Derivation", "DerivationError", "validate"]
+
+GRADIENT_CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
+# The checks of a hand jvp and of a hand hvp (see the fields ``jvp`` and ``hvp``); they run only
+# on records that have one.
+JVP_CHECKS = ("jvp", "jvp-fd", "jvp-complex-step", "dot-product", "linearity")
+HVP_CHECKS = ("hvp", "hvp-fd", "symmetry", "linearity", "taylor2")
+LINEAR_CHECKS = tuple(dict.fromkeys(JVP_CHECKS + HVP_CHECKS))
+CHECKS = GRADIENT_CHECKS + LINEAR_CHECKS
 DTYPES = ("float64", "float32")
-SKIPPABLE = ("fd", "complex-step", "taylor", "descent", "float32")
+SKIPPABLE = ("fd", "complex-step", "taylor", "descent", "float32", "jvp-fd", "jvp-complex-step",
+             "dot-product", "hvp-fd", "symmetry", "linearity", "taylor2")
 
 Sampler = Callable[[np.random.Generator, tuple[int, ...], Mapping[str, int]], np.ndarray]
-
-
-class DerivationError(ValueError):
-    """A record, or what its functions return, is malformed. The message names the fix."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -119,9 +136,34 @@ class Derivation:
     update:
         Optional hand-written update rule ``(params, grads, lr) -> params`` for scalar losses;
         checked against ``torch.optim.SGD`` on the reference. ``None`` means ``p - lr * g``.
+    jvp:
+        Optional hand Jacobian-vector product ``(tangents, cache) -> tangent`` (see the module
+        docstring). Checked by ``"jvp"`` (against ``torch.func.jvp`` of the reference, float64
+        and float32), ``"jvp-fd"`` (central differences of the forward along the tangent,
+        float64), ``"jvp-complex-step"`` (where ``complex_step``), ``"dot-product"``
+        (``<u, J v> = <J^T u, v>`` against the hand backward, no reference needed) and
+        ``"linearity"`` (linear in the tangent).
+    jvp_intermediates:
+        Names of intermediates whose tangent ``jvp`` reports, in the order the forward computes
+        them (the first is nearest the inputs); the reference returns them under the same names
+        in its ``(out, {name: tensor})`` dict. They localise the first wrong tangent.
+    hvp:
+        Optional hand Hessian-vector product ``(dout, v, cache) -> {name: Hv}`` (see the module
+        docstring). Checked by ``"hvp"`` (against the reference's double backward, or
+        ``hvp_reference``; float64 and float32), ``"hvp-fd"`` (central differences of the
+        record's own backward along ``v``, float64, no reference needed), ``"symmetry"``
+        (``<u, H v> = <v, H u>``), ``"linearity"`` and ``"taylor2"`` (the second-order Taylor
+        remainder falls like ``h^3``). A record with ``hvp`` or ``jvp`` still has ``backward``.
+    hvp_reference:
+        Optional ``(tensors, dout, v) -> {name: tensor}`` computing the curvature product in
+        PyTorch when it is not the Hessian of the reference (a Gauss-Newton product); such a
+        record skips ``"hvp-fd"`` and ``"taylor2"``, which differentiate the record's own
+        backward and forward and so test the Hessian.
     skip:
         Checks that do not apply, each with the reason: ``{"taylor": "why"}``. Only
-        finite differences, the complex step, the Taylor test and the descent step can be
+        finite differences, the complex step, the Taylor test, the descent step and the checks of
+        ``jvp`` and ``hvp`` that need no reference (``"jvp-fd"``, ``"jvp-complex-step"``,
+        ``"dot-product"``, ``"hvp-fd"``, ``"symmetry"``, ``"linearity"``, ``"taylor2"``) can be
         skipped (an oracle that differentiates the forward cannot judge a backward that departs
         from the forward's gradient on purpose, like truncated BPTT), and the whole float32 pass
         (``{"float32": "accumulates in float64 like the course code"}``) for code that supports
@@ -186,6 +228,11 @@ class Derivation:
     complex_step: bool = False
     update: Callable[[dict, dict, float], dict] | None = None
     skip: Mapping[str, str] = field(default_factory=dict)
+    jvp: Callable[[Mapping[str, np.ndarray], Any], Any] | None = None
+    jvp_intermediates: tuple[str, ...] = ()
+    hvp: Callable[[np.ndarray, Mapping[str, np.ndarray], Any], Mapping[str, np.ndarray]] | None \
+        = None
+    hvp_reference: Callable[..., Mapping[str, Any]] | None = None
     strict_dtype: bool = False
     zero_grads: Mapping[str, str] = field(default_factory=dict)
     output: tuple[str | int, ...] | None = None
@@ -202,6 +249,7 @@ class Derivation:
     def __post_init__(self) -> None:
         object.__setattr__(self, "nondiff", frozenset(self.nondiff))
         object.__setattr__(self, "intermediates", tuple(self.intermediates))
+        object.__setattr__(self, "jvp_intermediates", tuple(self.jvp_intermediates))
         _read_compact_forms(self)
         problems = validate(self)
         if problems:
@@ -234,8 +282,6 @@ class Derivation:
 def _read_compact_forms(r: Derivation) -> None:
     """Compact shapes (``"x: N D"``) and expression dims (``{"Ho": "H - K + 1"}``) turned into
     the plain fields; an expression becomes part of ``derive``."""
-    from handgrad import shapes
-
     if isinstance(r.inputs, str):
         object.__setattr__(r, "inputs", shapes.parse_shapes(r.inputs, derivation=r.name))
     if isinstance(r.intermediate_shapes, str):
@@ -293,13 +339,15 @@ def validate(r: Derivation) -> list[str]:
         problems.append(f"intermediates {clash} share a name with an input: rename one")
     if len(set(r.intermediates)) != len(r.intermediates):
         problems.append("intermediates holds a name twice")
-    stray_shapes = sorted(set(r.intermediate_shapes) - set(r.intermediates))
+    stray_shapes = sorted(set(r.intermediate_shapes) - set(r.intermediates)
+                          - set(r.jvp_intermediates))
     if stray_shapes:
         problems.append(f"intermediate_shapes names {stray_shapes}, which are not intermediates")
-    stray_tags = sorted(set(r.tags) - r.grad_keys)
+    stray_tags = sorted(set(r.tags) - r.grad_keys - set(r.jvp_intermediates))
     if stray_tags:
         problems.append(f"tags name {stray_tags}, which are neither differentiable inputs nor "
                         "intermediates")
+    problems += _linearisation_problems(r)
     stray_zero = sorted(set(r.zero_grads) - r.grad_keys)
     if stray_zero:
         problems.append(f"zero_grads names {stray_zero}, which are neither differentiable inputs "
@@ -312,6 +360,14 @@ def validate(r: Derivation) -> list[str]:
     if r.fd not in ("auto", "elementwise", "directional"):
         problems.append("fd must be 'auto', 'elementwise' or 'directional'")
     bad_skips = sorted(set(r.skip) - set(SKIPPABLE))
+    needs = {"jvp": set(JVP_CHECKS) - set(HVP_CHECKS), "hvp": set(HVP_CHECKS) - set(JVP_CHECKS),
+             "jvp or hvp": {"linearity"}}
+    for what, names in needs.items():
+        present = any(getattr(r, f, None) is not None for f in what.split(" or "))
+        pointless = sorted(set(r.skip) & names) if not present else []
+        if pointless:
+            problems.append(f"skip names {pointless}, checks of a hand {what}, but the record has "
+                            f"no {what}: remove them from skip")
     if bad_skips:
         problems.append(f"skip names {bad_skips}; only {list(SKIPPABLE)} can be skipped")
     if r.expect not in ("pass", "reject"):
@@ -324,4 +380,27 @@ def validate(r: Derivation) -> list[str]:
             problems.append(f"tolerances key {dtype!r} must be 'float64' or 'float32'")
         elif not isinstance(over, Mapping):
             problems.append(f"tolerances[{dtype!r}] must map 'rtol'/'atol' to numbers")
+    return problems
+
+
+def _linearisation_problems(r: Derivation) -> list[str]:
+    """What is wrong with the fields of a hand jvp or hvp."""
+    problems = []
+    for fn in ("jvp", "hvp", "hvp_reference"):
+        value = getattr(r, fn)
+        if value is not None and not callable(value):
+            problems.append(f"{fn} must be callable or None, got {type(value).__name__}")
+    if not all(isinstance(k, str) for k in r.jvp_intermediates):
+        problems.append("jvp_intermediates must be a tuple of names (strings)")
+        return problems
+    if r.jvp_intermediates and r.jvp is None:
+        problems.append("jvp_intermediates is set but the record has no jvp: add jvp(tangents, "
+                        "cache) returning (tangent, {name: tangent}), or remove it")
+    clash = sorted(set(r.jvp_intermediates) & set(r.inputs))
+    if clash:
+        problems.append(f"jvp_intermediates {clash} share a name with an input: rename one")
+    if len(set(r.jvp_intermediates)) != len(r.jvp_intermediates):
+        problems.append("jvp_intermediates holds a name twice")
+    if r.hvp_reference is not None and r.hvp is None:
+        problems.append("hvp_reference is set but the record has no hvp to check against it")
     return problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shlex
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 STATUS_WORD = {"pass": "ok", "fail": "FAIL", "unreliable": "unreliable", "error": "ERROR",
@@ -78,11 +79,15 @@ def reproduce_command(name: str, case: str, data_seed: int, path: str = "") -> s
 # Which failure names a report's kind, first match wins, inside the most informative failing
 # case: a broken float64 contract first (it explains what follows: a narrowed dtype, a written
 # cache), then the first wrong gradient against float64 autograd in backward order, the
-# forward, the numerical oracles, the descent step, and only then the float32 pass.
+# forward, the numerical oracles, the descent step, the checks of a hand jvp and hvp (against
+# the reference first), and only then the float32 pass.
 KIND_ORDER = (("contract", "float64"), ("autograd", "float64"), ("forward", "float64"),
               ("fd", "float64"), ("complex-step", "float64"), ("taylor", "float64"),
-              ("descent", "float64"), ("contract", "float32"), ("autograd", "float32"),
-              ("forward", "float32"))
+              ("descent", "float64"), ("jvp", "float64"), ("hvp", "float64"),
+              ("jvp-fd", "float64"), ("jvp-complex-step", "float64"), ("hvp-fd", "float64"),
+              ("dot-product", "float64"), ("symmetry", "float64"), ("linearity", "float64"),
+              ("taylor2", "float64"), ("contract", "float32"), ("autograd", "float32"),
+              ("forward", "float32"), ("jvp", "float32"), ("hvp", "float32"))
 
 
 @dataclass(repr=False)
@@ -100,27 +105,13 @@ class Report:
     def __repr__(self) -> str:
         return f"Report({self.derivation!r}, status={self.status!r}, kind={self.kind!r})"
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """The report in a notebook (Jupyter calls this): the verdict, the tensor x oracle
         table, the diagnosis with heatmaps of what is wrong, and the Taylor and
-        finite-difference curves of its most telling case (re-run once, drawn inline)."""
-        from handgrad import notebook
-
-        return notebook.html(self)
-
-    @property
-    def record(self):
-        """The record this report checked: the one :func:`handgrad.check` was given, else the
-        discovered record of that name (None when there is none)."""
-        known = _CHECKED.get(id(self))
-        if known is not None:
-            return known
-        from handgrad.discovery import find
-
-        try:
-            return find(self.derivation)
-        except Exception:  # noqa: BLE001 - no record of that name here: nothing to draw
-            return None
+        finite-difference curves of its most telling case (re-run once, drawn inline). The view
+        is :func:`handgrad.notebook.html`, set by ``import handgrad`` (this module imports no
+        view); None (plain repr) without it."""
+        return _HTML_VIEW(self) if _HTML_VIEW is not None else None
 
     @property
     def status(self) -> str:
@@ -220,11 +211,23 @@ class Report:
 # Report -> its record, while the report lives: not a field (a record holds functions, which
 # neither JSON nor pickling between processes can carry).
 _CHECKED: dict[int, object] = {}
+_HTML_VIEW: Callable[[Report], str] | None = None
 
 
 def remember_record(report: Report, record) -> None:
     _CHECKED[id(report)] = record
     weakref.finalize(report, _CHECKED.pop, id(report), None)
+
+
+def checked_record(report: Report):
+    """The record :func:`handgrad.check` was given for ``report``, while both live; else None."""
+    return _CHECKED.get(id(report))
+
+
+def set_html_view(view: Callable[[Report], str]) -> None:
+    """The function that renders a report for Jupyter (``Report._repr_html_``)."""
+    global _HTML_VIEW
+    _HTML_VIEW = view
 
 
 def _fmt(v: float) -> str:
