@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 
-from handgrad import adapt_spec
 from handgrad.adapt_calls import (
     CACHE,
     LR,
@@ -61,7 +60,16 @@ from handgrad.adapt_calls import (
 )
 from handgrad.adapt_grads import passed_to
 from handgrad.adapt_layer import layer as _layer
-from handgrad.adapt_spec import OUT, AdaptedCache, DimSpec, ShapeSpec, build_spec, fail, wrap_kink
+from handgrad.adapt_spec import (
+    OUT,
+    AdaptedCache,
+    DimSpec,
+    ShapeSpec,
+    build_spec,
+    fail,
+    wrap_kink,
+    wrap_linear,
+)
 from handgrad.record import Derivation
 
 __all__ = ["LR", "bernoulli", "input", "layer", "loss", "pair", "passed_to", "quantized"]
@@ -164,7 +172,7 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
         return spec.keyed(grads, order, "backward")
 
     wrap_kink(fields, lambda cache: cache.user)
-    adapt_spec.wrap_linear(fields, lambda cache: cache.user)
+    wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
 
 
@@ -305,7 +313,7 @@ def loss(name: str, fn: Callable[..., Any], *, shapes: ShapeSpec, dims: DimSpec,
         return {k: dout * g for k, g in cache.user.items()}
 
     wrap_kink(fields, lambda cache: cache.inputs)
-    adapt_spec.wrap_linear(fields, lambda cache: cache.inputs)
+    wrap_linear(fields, lambda cache: cache.inputs)
     if reduce is not None and reference is not None:
         reference = _reduced(reference, reduce)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
