@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad.adapt_function import function  # noqa: F401 - adapt.function, see that module
 from handgrad.adapt_spec import AdaptedCache, DimSpec, ShapeSpec, build_spec, fail, wrap_kink
 from handgrad.record import Derivation
 from handgrad.shapes import Dims, Shape
