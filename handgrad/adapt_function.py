@@ -87,6 +87,19 @@ class FunctionInfo:
         outs = list(result) if isinstance(result, tuple | list) else [result]
         return outs if self.keep is None else [outs[i] for i in self.keep]
 
+    def saves_intermediate(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether ``ctx.saved_tensors`` holds a tensor that is neither an input nor an output
+        (one computed inside ``forward``, without a graph)."""
+        tensors = self.tensors(inputs)
+        result = self.function.apply(*self.arguments(tensors))
+        outs = list(result) if isinstance(result, tuple | list) else [result]
+        node = next((o.grad_fn for o in outs if o.grad_fn is not None), None)
+        if node is None:
+            return False
+        known = {(t.data_ptr(), tuple(t.shape)) for t in [*tensors.values(), *outs]}
+        return any((t.data_ptr(), tuple(t.shape)) not in known for t in node.saved_tensors
+                   if isinstance(t, torch.Tensor))
+
     def vjp(self, tensors: Mapping[str, torch.Tensor], douts: Sequence[torch.Tensor],
             outs: Sequence[torch.Tensor] | None = None, create_graph: bool = False
             ) -> dict[str, torch.Tensor | None]:

@@ -11,7 +11,15 @@ Gradients: ``autograd`` (the PyTorch reference), ``finite_differences``, ``compl
 
 from __future__ import annotations
 
-from handgrad.oracles import autograd, complex_step, descent, finite_differences, taylor
+from handgrad.oracles import (
+    autograd,
+    complex_step,
+    descent,
+    finite_differences,
+    function,
+    function_dtypes,
+    taylor,
+)
 from handgrad.oracles.base import Oracle
 
 REGISTRY: tuple[Oracle, ...] = (
@@ -20,6 +28,8 @@ REGISTRY: tuple[Oracle, ...] = (
     complex_step.ORACLE,
     taylor.ORACLE,
     descent.ORACLE,
+    function.ORACLE,
+    function_dtypes.ORACLE,
 )
 
 __all__ = ["REGISTRY", "Oracle"]

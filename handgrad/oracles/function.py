@@ -1,0 +1,240 @@
+"""What a custom ``torch.autograd.Function`` can get wrong that ``gradcheck`` never sees, checked
+on every case of a record made by :func:`handgrad.adapt.function` (float64, CPU):
+
+``layout``
+    The upstream gradient as real graphs pass it: non-contiguous (after a transpose) and
+    expanded with a stride of 0 (the gradient of a sum or a mean). A backward that calls
+    ``grad_output.view(...)`` raises there, one that assumes contiguous memory computes garbage;
+    ``gradcheck`` only ever passes contiguous upstream gradients. A backward that writes into
+    ``grad_output`` is caught here too (the same tensor feeds the rest of the graph).
+``requires-grad``
+    The gradients of the other inputs must not change when one input does not require grad
+    (``ctx.needs_input_grad`` used to skip work, not to change it).
+``double-backward``
+    The double backward through the Function against the reference's: a Function that saves an
+    intermediate that is neither input nor output (computed without a graph inside ``forward``)
+    differentiates its backward as if that intermediate were a constant (pytorch issue 104040),
+    silently.
+``saved``
+    The tensors named by ``saved=`` against the reference's tensors of those names: where the
+    forward goes wrong first.
+
+Writes into saved tensors or the output are caught by the engine's contract (the record's cache
+exposes them), and a backward that differs between two calls by its repeatability check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+from handgrad.adapt_function import FunctionInfo, double_backward, function_of
+from handgrad.caserun import CaseRun
+from handgrad.oracles.base import Oracle, rng
+from handgrad.report import Result
+from handgrad.tolerances import tolerance
+
+VIEW_FIX = ("use grad_output.reshape(...) or grad_output.contiguous().view(...): autograd passes "
+            "upstream gradients with any strides (a transpose downstream makes them "
+            "non-contiguous, a sum or mean expands them with stride 0)")
+
+
+def _np(t: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
+    return (torch.zeros_like(like) if t is None else t).detach().cpu().double().numpy()
+
+
+def _explain(run: CaseRun, r: Result, kind: str, message: str) -> None:
+    """Replace a failed comparison's kind and message by what is wrong with the Function."""
+    run.results[run.results.index(r)] = dataclasses.replace(r, kind=kind, message=message)
+
+
+def _douts(run: CaseRun, info: FunctionInfo, dtype: torch.dtype = torch.float64,
+           device: str = "cpu") -> list[torch.Tensor]:
+    """The case's upstream gradient, one tensor per checked output."""
+    shapes = None
+    if info.spec.multi:
+        shapes = tuple(tuple(o.shape) for o in info.apply(info.tensors(run.inputs,
+                                                                       requires=())))
+    return [torch.from_numpy(np.array(d, dtype=np.float64)).to(device=device, dtype=dtype)
+            for d in info.spec.unpack(np.asarray(run.dout), shapes)]
+
+
+def _strided(d: torch.Tensor) -> torch.Tensor:
+    """The same values, not contiguous: column-major for 2+ axes, every second element for 1."""
+    if d.dim() >= 2:
+        axes = tuple(reversed(range(d.dim())))
+        return d.permute(axes).contiguous().permute(axes)
+    holder = torch.zeros(2 * d.numel(), dtype=d.dtype)
+    holder[::2] = d
+    return holder[::2]
+
+
+def _expanded(d: torch.Tensor) -> torch.Tensor:
+    """Values repeated along the last axis, with stride 0 there (as a mean's backward gives)."""
+    return d[..., :1].expand_as(d)
+
+
+def layouts(run: CaseRun, info: FunctionInfo) -> None:
+    douts = _douts(run, info)
+    if all(d.dim() == 0 or d.numel() < 2 for d in douts):
+        run.result("layout", "(upstream)", "skipped", message="the output has one element: "
+                   "every upstream gradient is contiguous")
+        return
+    for what, make in (("a non-contiguous", _strided), ("an expanded (stride 0)", _expanded)):
+        given = [make(d) if d.dim() else d for d in douts]
+        plain = [g.contiguous() for g in given]
+        pristine = [g.clone() for g in given]
+        base = info.vjp(info.tensors(run.inputs), plain)
+        strides = ", ".join(str(tuple(g.stride())) for g in given)
+        tensors = info.tensors(run.inputs)
+        try:
+            got = info.vjp(tensors, given)
+        except Exception as exc:  # noqa: BLE001 - the user's backward failing is the finding
+            run.result("layout", "(upstream)", "fail", kind="upstream-layout",
+                       message=f"backward raised {type(exc).__name__} on {what} grad_output "
+                               f"(strides {strides}): {str(exc).splitlines()[0]}; {VIEW_FIX}")
+            continue
+        if any(not torch.equal(g, p) for g, p in zip(given, pristine)):
+            run.result("layout", "(upstream)", "fail", kind="mutated-upstream",
+                       message="backward wrote into grad_output, which the rest of the graph "
+                               "reads too; compute into a new tensor (grad_output * x, not "
+                               "grad_output.mul_(x))")
+        tol = tolerance("float64", "autograd", run.record.tolerances)
+        for k in info.differentiable:
+            r = run.compare("layout", k, _np(got.get(k), tensors[k]),
+                            _np(base.get(k), tensors[k]), tol)
+            if r.status == "fail":
+                _explain(run, r, "upstream-layout",
+                         f"with {what} grad_output (strides {strides}) backward gives "
+                             f"another gradient than with the same values contiguous: it "
+                             f"reads memory as if contiguous; call .contiguous() on grad_output "
+                         f"first. {r.message}")
+
+
+def requires_grad(run: CaseRun, info: FunctionInfo) -> None:
+    keys = info.differentiable
+    if len(keys) < 2:
+        return
+    douts = _douts(run, info)
+    full = info.tensors(run.inputs)
+    base = info.vjp(full, douts)
+    tol = tolerance("float64", "autograd", run.record.tolerances)
+    for off in keys:
+        on = [k for k in keys if k != off]
+        tensors = info.tensors(run.inputs, requires=on)
+        try:
+            got = info.vjp(tensors, douts)
+        except Exception as exc:  # noqa: BLE001
+            run.result("requires-grad", off, "fail", kind="requires-grad",
+                       message=f"backward raised {type(exc).__name__} when {off!r} does not "
+                               f"require grad: {str(exc).splitlines()[0]}; use "
+                               "ctx.needs_input_grad to skip a gradient, and return None for it")
+            continue
+        for k in on:
+            r = run.compare("requires-grad", k, _np(got.get(k), tensors[k]),
+                            _np(base.get(k), full[k]), tol)
+            if r.status == "fail":
+                _explain(run, r, "requires-grad",
+                         f"the gradient of {k!r} changes when {off!r} does not require "
+                             f"grad: backward computes it differently depending on "
+                         f"ctx.needs_input_grad. {r.message}")
+
+
+def _reference_hvp(run: CaseRun, tensors: Mapping[str, torch.Tensor], douts: list,
+                   v: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    record = run.record
+    if record.hvp_reference is not None:
+        return dict(record.hvp_reference(dict(tensors), torch.from_numpy(
+            np.asarray(run.dout, np.float64)), dict(v)))
+    result = record.reference(**tensors)
+    out = result[0] if isinstance(result, tuple) else result
+    up = torch.from_numpy(np.asarray(run.dout, np.float64)).reshape(out.shape)
+    keys = list(v)
+    grads = torch.autograd.grad((out * up).sum(), [tensors[k] for k in keys], create_graph=True,
+                                allow_unused=True)
+    pairs = [(g, v[k]) for g, k in zip(grads, keys) if g is not None and g.requires_grad]
+    if not pairs:
+        return {k: torch.zeros_like(tensors[k]) for k in keys}
+    hv = torch.autograd.grad([g for g, _ in pairs], [tensors[k] for k in keys],
+                             [d for _, d in pairs], allow_unused=True)
+    return {k: (torch.zeros_like(tensors[k]) if h is None else h) for k, h in zip(keys, hv)}
+
+
+def second_order(run: CaseRun, info: FunctionInfo) -> None:
+    if not info.twice:
+        run.result("double-backward", "(all)", "skipped", message="backward is "
+                   "once_differentiable: its double backward raises by design")
+        return
+    if run.record.reference is None:
+        run.result("double-backward", "(all)", "skipped", message="no reference to compare "
+                   "the double backward with")
+        return
+    v = {k: torch.from_numpy(rng(run, 7, k).standard_normal(run.inputs[k].shape))
+         for k in info.differentiable}
+    douts = _douts(run, info)
+    tensors = info.tensors(run.inputs)
+    try:
+        hand = double_backward(info, tensors, douts, v)
+    except Exception as exc:  # noqa: BLE001
+        run.result("double-backward", "(all)", "error", kind="exception",
+                   message=f"the double backward through the Function raised "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}; write backward "
+                           "with differentiable torch operations, or mark it "
+                           "@once_differentiable (then double_backward=False is implied)")
+        return
+    with torch.enable_grad():
+        ref = _reference_hvp(run, info.tensors(run.inputs), douts, v)
+    tol = tolerance("float64", "autograd", run.record.tolerances)
+    for k in info.differentiable:
+        r = run.compare("double-backward", k, _np(hand[k], tensors[k]), _np(ref[k], tensors[k]),
+                        tol)
+        if r.status == "fail" and info.saves_intermediate(run.inputs):
+            _explain(run, r, "saved-intermediate",
+                     f"{r.message}; the Function saves a tensor that is neither an input nor "
+                         "an output: computed inside forward without a graph, it is a constant "
+                         "to the double backward (pytorch issue 104040). Return it as an "
+                         "output (ctx.mark_non_differentiable is not needed) and save that, or "
+                     "recompute it inside backward from the inputs")
+
+
+def saved(run: CaseRun, info: FunctionInfo) -> None:
+    if not info.saved:
+        return
+    tensors = info.tensors(run.inputs)
+    outs = info.apply(tensors)
+    node = next((o.grad_fn for o in outs if o.grad_fn is not None), None)
+    result = info.reference(**tensors)
+    named = result[1] if isinstance(result, tuple) and len(result) == 2 else {}
+    tol = tolerance("float64", "forward", run.record.tolerances)
+    for name, position in info.saved.items():
+        if name not in named:
+            run.result("saved", name, "error", kind="reference-error",
+                       message=f"the reference returns no tensor {name!r}; return "
+                               f"(out, {{{name!r}: tensor}})")
+            continue
+        held = node.saved_tensors[position] if node is not None else None
+        if held is None:
+            run.result("saved", name, "error", kind="bad-return",
+                       message=f"ctx.saved_tensors[{position}] does not exist")
+            continue
+        run.compare("saved", name, _np(held, held), _np(named[name], held), tol)
+
+
+CHECKS: tuple[Callable[[CaseRun, FunctionInfo], None], ...] = (saved, layouts, requires_grad,
+                                                                second_order)
+
+
+def function_checks(run: CaseRun) -> None:
+    info = function_of(run.record)
+    for check in CHECKS:
+        check(run, info)
+
+
+ORACLE = Oracle("function", "the Function's own checks (layout, requires-grad, double "
+                "backward)", function_checks,
+                wanted=lambda run: function_of(run.record) is not None
+                and bool({"contract", "autograd"} & run.checks),
+                fix="the Function must run on float64 CPU tensors")
