@@ -11,10 +11,11 @@ on every case of a record made by :func:`handgrad.adapt.function` (float64, CPU)
     The gradients of the other inputs must not change when one input does not require grad
     (``ctx.needs_input_grad`` used to skip work, not to change it).
 ``double-backward``
-    The double backward through the Function against the reference's: a Function that saves an
-    intermediate that is neither input nor output (computed without a graph inside ``forward``)
-    differentiates its backward as if that intermediate were a constant (pytorch issue 104040),
-    silently.
+    The record's ``hvp`` is the double backward through the Function, which the hvp oracles
+    check against the reference's and against differences of the backward. A Function that
+    saves an intermediate that is neither input nor output (computed without a graph inside
+    ``forward``) differentiates its backward as if that intermediate were a constant (pytorch
+    issue 104040), silently; its hvp failures are diagnosed as such here.
 ``saved``
     The tensors named by ``saved=`` against the reference's tensors of those names: where the
     forward goes wrong first.
@@ -26,14 +27,14 @@ exposes them), and a backward that differs between two calls by its repeatabilit
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from handgrad.adapt_function import FunctionInfo, double_backward, function_of
+from handgrad.adapt_function import FunctionInfo, function_of
 from handgrad.caserun import CaseRun
-from handgrad.oracles.base import Oracle, rng
+from handgrad.oracles.base import Oracle
 from handgrad.report import Result
 from handgrad.tolerances import tolerance
 
@@ -143,61 +144,26 @@ def requires_grad(run: CaseRun, info: FunctionInfo) -> None:
                          f"ctx.needs_input_grad. {r.message}")
 
 
-def _reference_hvp(run: CaseRun, tensors: Mapping[str, torch.Tensor], douts: list,
-                   v: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    record = run.record
-    if record.hvp_reference is not None:
-        return dict(record.hvp_reference(dict(tensors), torch.from_numpy(
-            np.asarray(run.dout, np.float64)), dict(v)))
-    result = record.reference(**tensors)
-    out = result[0] if isinstance(result, tuple) else result
-    up = torch.from_numpy(np.asarray(run.dout, np.float64)).reshape(out.shape)
-    keys = list(v)
-    grads = torch.autograd.grad((out * up).sum(), [tensors[k] for k in keys], create_graph=True,
-                                allow_unused=True)
-    pairs = [(g, v[k]) for g, k in zip(grads, keys) if g is not None and g.requires_grad]
-    if not pairs:
-        return {k: torch.zeros_like(tensors[k]) for k in keys}
-    hv = torch.autograd.grad([g for g, _ in pairs], [tensors[k] for k in keys],
-                             [d for _, d in pairs], allow_unused=True)
-    return {k: (torch.zeros_like(tensors[k]) if h is None else h) for k, h in zip(keys, hv)}
+SAVED_FIX = ("; the Function saves a tensor that is neither an input nor an output: computed "
+             "inside forward without a graph, it is a constant to the double backward (pytorch "
+             "issue 104040). Return it as an extra output and save that, or recompute it inside "
+             "backward from the saved inputs")
 
 
 def second_order(run: CaseRun, info: FunctionInfo) -> None:
+    """The record's ``hvp`` is the double backward through the Function, checked by the hvp
+    oracles; where it is wrong while the first derivative is right, and the Function saves an
+    intermediate, that is the cause: their failures say so."""
     if not info.twice:
-        run.result("double-backward", "(all)", "skipped", message="backward is "
-                   "once_differentiable: its double backward raises by design")
+        if run.dtype == "float64":
+            run.result("double-backward", "(all)", "skipped", message="backward is "
+                       "once_differentiable: its double backward raises by design")
         return
-    if run.record.reference is None:
-        run.result("double-backward", "(all)", "skipped", message="no reference to compare "
-                   "the double backward with")
-        return
-    v = {k: torch.from_numpy(rng(run, 7, k).standard_normal(run.inputs[k].shape))
-         for k in info.differentiable}
-    douts = _douts(run, info)
-    tensors = info.tensors(run.inputs)
-    try:
-        hand = double_backward(info, tensors, douts, v)
-    except Exception as exc:  # noqa: BLE001
-        run.result("double-backward", "(all)", "error", kind="exception",
-                   message=f"the double backward through the Function raised "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}; write backward "
-                           "with differentiable torch operations, or mark it "
-                           "@once_differentiable (then double_backward=False is implied)")
-        return
-    with torch.enable_grad():
-        ref = _reference_hvp(run, info.tensors(run.inputs), douts, v)
-    tol = tolerance("float64", "autograd", run.record.tolerances)
-    for k in info.differentiable:
-        r = run.compare("double-backward", k, _np(hand[k], tensors[k]), _np(ref[k], tensors[k]),
-                        tol)
-        if r.status == "fail" and info.saves_intermediate(run.inputs):
-            _explain(run, r, "saved-intermediate",
-                     f"{r.message}; the Function saves a tensor that is neither an input nor "
-                         "an output: computed inside forward without a graph, it is a constant "
-                         "to the double backward (pytorch issue 104040). Return it as an "
-                         "output (ctx.mark_non_differentiable is not needed) and save that, or "
-                     "recompute it inside backward from the inputs")
+    wrong = [r for r in run.results if r.check in ("hvp", "hvp-fd") and r.status == "fail"]
+    first_wrong = any(r.check in ("autograd", "fd") and r.status == "fail" for r in run.results)
+    if wrong and not first_wrong and info.saves_intermediate(run.inputs):
+        for r in wrong:
+            _explain(run, r, "saved-intermediate", r.message + SAVED_FIX)
 
 
 def saved(run: CaseRun, info: FunctionInfo) -> None:
@@ -229,7 +195,7 @@ CHECKS: tuple[Callable[[CaseRun, FunctionInfo], None], ...] = (saved, layouts, r
 
 def function_checks(run: CaseRun) -> None:
     info = function_of(run.record)
-    for check in CHECKS:
+    for check in CHECKS if run.dtype == "float64" else (second_order,):
         check(run, info)
 
 
@@ -237,4 +203,4 @@ ORACLE = Oracle("function", "the Function's own checks (layout, requires-grad, d
                 "backward)", function_checks,
                 wanted=lambda run: function_of(run.record) is not None
                 and bool({"contract", "autograd"} & run.checks),
-                fix="the Function must run on float64 CPU tensors")
+                dtypes=("float64", "float32"), fix="the Function must run on CPU tensors")
