@@ -229,6 +229,20 @@ class SignSlip(torch.autograd.Function):
         return -g * x.cos()
 
 
+class NoisyBackward(torch.autograd.Function):
+    """x^2 with a randomly dithered backward ("stochastic rounding"), unseeded."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2.0 * x * g * (1.0 + 1e-3 * torch.rand_like(g))
+
+
 SHAPES = "x: N D, W: D M"
 MATRIX = {**SMALL, "M": (1, 3)}
 WRONG = [
@@ -250,6 +264,9 @@ WRONG = [
                    reference=lambda x: x * x.exp(), expect="reject",
                    expect_kind="saved-intermediate",
                    erratum="saves e^x computed in forward: a constant to the double backward"),
+    adapt.function("fn-noisy", NoisyBackward, shapes="x: N D", dims=SMALL,
+                   reference=lambda x: x * x, expect="reject", expect_kind="nondeterministic",
+                   erratum="unseeded noise in backward: two calls differ"),
     adapt.function("fn-sign", SignSlip, shapes="x: N D", dims=SMALL, reference=torch.sin,
                    expect="reject", expect_kind="sign", erratum="d sin = -cos"),
 ]

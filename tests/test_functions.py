@@ -142,3 +142,10 @@ def test_adapter_errors_name_the_derivation_and_the_fix():
         adapt.function("f", _Plain, shapes="x: N", dims={"N": (1, 2)}, nondiff_outputs=(1,))
     with pytest.raises(handgrad.DerivationError, match="saved names tensors"):
         adapt.function("f", _Plain, shapes="x: N", dims={"N": (1, 2)}, saved={"y": 0})
+
+
+def test_float16_and_bfloat16_rows_reject_a_wrong_backward():
+    """The low-precision tolerance (4 ulps plus 10 times the reference's own error) still
+    rejects a sign error in both dtypes: it is not a hollow pass."""
+    report = handgrad.check(BY_NAME["fn-sign"], cases=1, shrink=False)
+    assert {"float16", "bfloat16"} <= {r.dtype for r in report.failures if r.check == "autograd"}
