@@ -149,3 +149,50 @@ def test_float16_and_bfloat16_rows_reject_a_wrong_backward():
     rejects a sign error in both dtypes: it is not a hollow pass."""
     report = handgrad.check(BY_NAME["fn-sign"], cases=1, shrink=False)
     assert {"float16", "bfloat16"} <= {r.dtype for r in report.failures if r.check == "autograd"}
+
+
+class _Normalise(torch.autograd.Function):
+    """exp(x) / (row sum), saving the exponentials s and the result p."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = x.exp()
+        p = s / s.sum(dim=1, keepdim=True)
+        ctx.save_for_backward(s, p)
+        return p
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        s, p = ctx.saved_tensors
+        return p * (g - (g * p).sum(dim=1, keepdim=True))
+
+
+class _ShiftedNormalise(_Normalise):
+    """The exponentials shifted by a wrong 0.1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = x.exp() + 0.1
+        p = s / s.sum(dim=1, keepdim=True)
+        ctx.save_for_backward(s, p)
+        return p
+
+
+def _normalise_reference(x):
+    s = x.exp()
+    p = s / s.sum(dim=1, keepdim=True)
+    return p, {"s": s, "p": p}
+
+
+@pytest.mark.parametrize("function_class", [_Normalise, _ShiftedNormalise])
+def test_saved_tensors_named_localise_a_wrong_forward(function_class):
+    record = adapt.function("normalise", function_class, shapes="x: N D",
+                            dims={"N": (1, 3), "D": (2, 4)}, saved={"s": 0, "p": 1},
+                            reference=_normalise_reference)
+    report = handgrad.check(record, cases=1, shrink=False)
+    saved = {r.tensor: r.status for r in report.results if r.check == "saved"}
+    if function_class is _Normalise:
+        assert report.passed and saved == {"s": "pass", "p": "pass"}, failures(report)
+    else:
+        assert saved["s"] == "fail" and not report.passed
