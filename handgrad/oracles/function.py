@@ -175,6 +175,7 @@ def saved(run: CaseRun, info: FunctionInfo) -> None:
     result = info.reference(**tensors)
     named = result[1] if isinstance(result, tuple) and len(result) == 2 else {}
     tol = tolerance("float64", "forward", run.record.tolerances)
+    first_wrong = None
     for name, position in info.saved.items():
         if name not in named:
             run.result("saved", name, "error", kind="reference-error",
@@ -186,7 +187,12 @@ def saved(run: CaseRun, info: FunctionInfo) -> None:
             run.result("saved", name, "error", kind="bad-return",
                        message=f"ctx.saved_tensors[{position}] does not exist")
             continue
-        run.compare("saved", name, _np(held, held), _np(named[name], held), tol)
+        r = run.compare("saved", name, _np(held, held), _np(named[name], held), tol)
+        if r.status == "fail" and first_wrong is None:
+            first_wrong = name
+            _explain(run, r, r.kind, f"the first saved tensor (in the order of saved=) whose "
+                     f"value differs from the reference's: the forward goes wrong at or before "
+                     f"{name!r}. {r.message}")
 
 
 CHECKS: tuple[Callable[[CaseRun, FunctionInfo], None], ...] = (saved, layouts, requires_grad,
