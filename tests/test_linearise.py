@@ -241,3 +241,47 @@ def test_float32_runs_compare_the_jvp_and_hvp_with_a_rounding_allowance():
     results = check_case(L.CE, Case.of({"N": 3, "D": 3, "C": 4}, 5))
     rows = [r for r in results if r.dtype == "float32" and r.check in ("jvp", "hvp")]
     assert rows and all(r.status == "pass" for r in rows)
+
+
+class _OldStyleTanh(torch.autograd.Function):
+    """A reference op written the old way (forward(ctx, ...), backward only): torch.func
+    cannot run it, torch.autograd can."""
+
+    @staticmethod
+    def forward(ctx, z):
+        y = torch.tanh(z)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        return dy * (1 - y ** 2)
+
+
+def test_a_reference_torch_func_cannot_run_is_linearised_by_double_vjp():
+    def reference(x, W, b):
+        z = x @ W + b
+        return _OldStyleTanh.apply(z), {"z": z}
+
+    record = dataclasses.replace(L.TANH, name="tanh-old-style-reference", reference=reference)
+    results = results_of(record, cases=1, checks=("contract", "jvp"))
+    assert {r.status for r in results if r.check == "jvp"} == {"pass"}
+    wrong = dataclasses.replace(next(w for w in L.WRONG if w.name.endswith("jvp-sign")),
+                                reference=reference)
+    rows = _failed(results_of(wrong, cases=1, checks=("contract", "jvp")), "jvp")
+    assert rows and "torch.autograd.functional.jvp" in rows[0].message
+
+
+def test_the_report_page_draws_the_second_order_taylor_curve_and_the_identities():
+    from handgrad import html_report
+    from handgrad.evidence import gather
+
+    wrong = next(w for w in L.WRONG if w.name.endswith("hvp-asymmetric"))
+    report = handgrad.check(wrong, cases=2, shrink=False)
+    evidence = gather(wrong, report)
+    assert evidence.taylor2 is not None and evidence.taylor2.order == 2
+    assert [i.title for i in evidence.identities] == ["Dot-product test", "Symmetry of H v"]
+    page = html_report.derivation_page(wrong, report, evidence)
+    assert 'alt="Second-order Taylor remainder against h' in page
+    assert 'alt="Dot-product test: holds"' in page and 'alt="Symmetry of H v: fails"' in page
