@@ -20,6 +20,9 @@ on every case of a record made by :func:`handgrad.adapt.function` (float64, CPU)
     The tensors named by ``saved=`` against the reference's tensors of those names: where the
     forward goes wrong first.
 
+On another device (``--device``, or the record's ``device``) ``layout`` and ``requires-grad`` run
+again there, in rows labelled ``float64@cuda``.
+
 Writes into saved tensors or the output are caught by the engine's contract (the record's cache
 exposes them), and a backward that differs between two calls by its repeatability check.
 """
@@ -52,8 +55,8 @@ def _explain(run: CaseRun, r: Result, kind: str, message: str) -> None:
     run.results[run.results.index(r)] = dataclasses.replace(r, kind=kind, message=message)
 
 
-def _douts(run: CaseRun, info: FunctionInfo, dtype: torch.dtype = torch.float64,
-           device: str = "cpu") -> list[torch.Tensor]:
+def _douts(run: CaseRun, info: FunctionInfo, device: str = "cpu",
+           dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
     """The case's upstream gradient, one tensor per checked output."""
     shapes = None
     if info.spec.multi:
@@ -68,7 +71,7 @@ def _strided(d: torch.Tensor) -> torch.Tensor:
     if d.dim() >= 2:
         axes = tuple(reversed(range(d.dim())))
         return d.permute(axes).contiguous().permute(axes)
-    holder = torch.zeros(2 * d.numel(), dtype=d.dtype)
+    holder = torch.zeros(2 * d.numel(), dtype=d.dtype, device=d.device)
     holder[::2] = d
     return holder[::2]
 
@@ -78,8 +81,8 @@ def _expanded(d: torch.Tensor) -> torch.Tensor:
     return d[..., :1].expand_as(d)
 
 
-def layouts(run: CaseRun, info: FunctionInfo) -> None:
-    douts = _douts(run, info)
+def layouts(run: CaseRun, info: FunctionInfo, device: str = "cpu") -> None:
+    douts = _douts(run, info, device)
     if all(d.dim() == 0 or d.numel() < 2 for d in douts):
         run.result("layout", "(upstream)", "skipped", message="the output has one element: "
                    "every upstream gradient is contiguous")
@@ -88,9 +91,9 @@ def layouts(run: CaseRun, info: FunctionInfo) -> None:
         given = [make(d) if d.dim() else d for d in douts]
         plain = [g.contiguous() for g in given]
         pristine = [g.clone() for g in given]
-        base = info.vjp(info.tensors(run.inputs), plain)
+        base = info.vjp(info.tensors(run.inputs, device=device), plain)
         strides = ", ".join(str(tuple(g.stride())) for g in given)
-        tensors = info.tensors(run.inputs)
+        tensors = info.tensors(run.inputs, device=device)
         try:
             got = info.vjp(tensors, given)
         except Exception as exc:  # noqa: BLE001 - the user's backward failing is the finding
@@ -115,17 +118,17 @@ def layouts(run: CaseRun, info: FunctionInfo) -> None:
                          f"first. {r.message}")
 
 
-def requires_grad(run: CaseRun, info: FunctionInfo) -> None:
+def requires_grad(run: CaseRun, info: FunctionInfo, device: str = "cpu") -> None:
     keys = info.differentiable
     if len(keys) < 2:
         return
-    douts = _douts(run, info)
-    full = info.tensors(run.inputs)
+    douts = _douts(run, info, device)
+    full = info.tensors(run.inputs, device=device)
     base = info.vjp(full, douts)
     tol = tolerance("float64", "autograd", run.record.tolerances)
     for off in keys:
         on = [k for k in keys if k != off]
-        tensors = info.tensors(run.inputs, requires=on)
+        tensors = info.tensors(run.inputs, device=device, requires=on)
         try:
             got = info.vjp(tensors, douts)
         except Exception as exc:  # noqa: BLE001
@@ -203,6 +206,19 @@ def function_checks(run: CaseRun) -> None:
     info = function_of(run.record)
     for check in CHECKS if run.dtype == "float64" else (second_order,):
         check(run, info)
+    device = info.checked_device
+    if run.dtype == "float64" and device != "cpu" and on_hand(device):
+        # The checks of the upstream layout and of requires_grad again on the device (the
+        # kernels there are others), in rows labelled with it.
+        there = dataclasses.replace(run, dtype=f"float64@{device}", results=[])
+        layouts(there, info, device)
+        requires_grad(there, info, device)
+        run.results += there.results
+
+
+def on_hand(device: str) -> bool:
+    """Whether ``device`` exists here (a missing one is reported by the dtype oracle)."""
+    return not device.startswith("cuda") or torch.cuda.is_available()
 
 
 ORACLE = Oracle("function", "the Function's own checks (layout, requires-grad, double "
