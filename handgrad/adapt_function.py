@@ -52,6 +52,7 @@ class FunctionInfo:
     twice: bool = True
     device: str = "cpu"
     reference: Callable[..., Any] | None = None
+    low_precision: tuple[str, ...] = ("float16", "bfloat16")
 
     @property
     def differentiable(self) -> list[str]:
@@ -160,6 +161,7 @@ def function(name: str, function_class: type, *, shapes: ShapeSpec, dims: DimSpe
              call: Callable[..., tuple] | None = None, outputs: ShapeSpec | None = None,
              nondiff_outputs: Sequence[int] = (), saved: Mapping[str, int] | None = None,
              double_backward: bool | None = None, device: str = "cpu",
+             low_precision: Sequence[str] = ("float16", "bfloat16"),
              labels: Mapping[str, str | int] | None = None,
              fan_in: Mapping[str, str | int] | None = None, **fields: Any) -> Derivation:
     """A custom ``torch.autograd.Function`` as a record.
@@ -174,6 +176,8 @@ def function(name: str, function_class: type, *, shapes: ShapeSpec, dims: DimSpe
     first saved tensor that differs. ``double_backward`` (default: unless the backward is
     ``once_differentiable``) makes the record's ``hvp`` the double backward through the
     Function. ``device`` is where the device checks run by default (``--device`` overrides).
+    ``low_precision`` names the dtypes besides float64 and float32 the Function is checked in
+    (``()`` for one that runs NumPy inside, which has no bfloat16).
     Integer inputs (``labels``) and inputs in ``nondiff`` reach ``apply`` as tensors that do
     not require grad, so ``ctx.needs_input_grad`` is False for them.
     """
@@ -199,8 +203,11 @@ def function(name: str, function_class: type, *, shapes: ShapeSpec, dims: DimSpe
     user_reference = reference
     if saved and reference is not None:
         reference = _outputs_only(reference)
+    unknown = sorted(set(low_precision) - {"float16", "bfloat16"})
+    if unknown:
+        raise fail(name, f"low_precision names {unknown}; choose from 'float16', 'bfloat16'")
     info = FunctionInfo(name, function_class, spec, arguments, kept, saved, twice, device,
-                        user_reference)
+                        user_reference, tuple(low_precision))
 
     def adapted_forward(**inputs):
         tensors = info.tensors(inputs)

@@ -117,6 +117,21 @@ class MaskedAffine(torch.autograd.Function):
         return dx, dW, db, None
 
 
+class CubeInNumpyOnce(torch.autograd.Function):
+    """x^3 with a NumPy backward, marked once_differentiable as it should be."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return torch.from_numpy(3.0 * x.numpy() ** 2 * g.numpy())
+
+
 def _affine_reference(x, W, b, mask):
     return mask * (x @ W) + b
 
@@ -134,6 +149,8 @@ RIGHT = [
     adapt.function("fn-softplus", Softplus, shapes="x: N D", dims=SMALL, reference=F.softplus),
     adapt.function("fn-rowmax", RowMax, shapes="x: N D", dims=SMALL, outputs="values: N",
                    nondiff_outputs=(1,), reference=lambda x: x.max(dim=1).values),
+    adapt.function("fn-cube-numpy", CubeInNumpyOnce, shapes="x: N D", dims=SMALL,
+                   reference=lambda x: x**3, low_precision=("float16",)),
     adapt.function("fn-masked-affine", MaskedAffine, shapes="x: N D, W: D M, b: M, mask: N M",
                    dims={**SMALL, "M": (1, 3)}, nondiff={"mask"},
                    samplers={"mask": _bernoulli}, reference=_affine_reference),
@@ -243,6 +260,20 @@ class NoisyBackward(torch.autograd.Function):
         return 2.0 * x * g * (1.0 + 1e-3 * torch.rand_like(g))
 
 
+class CubeInNumpy(torch.autograd.Function):
+    """x^3 with a NumPy backward, right in the first order, not marked once_differentiable."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return torch.from_numpy(3.0 * x.detach().numpy() ** 2 * g.detach().numpy())
+
+
 SHAPES = "x: N D, W: D M"
 MATRIX = {**SMALL, "M": (1, 3)}
 WRONG = [
@@ -267,6 +298,11 @@ WRONG = [
     adapt.function("fn-noisy", NoisyBackward, shapes="x: N D", dims=SMALL,
                    reference=lambda x: x * x, expect="reject", expect_kind="nondeterministic",
                    erratum="unseeded noise in backward: two calls differ"),
+    adapt.function("fn-numpy-backward", CubeInNumpy, shapes="x: N D", dims=SMALL,
+                   reference=lambda x: x**3, low_precision=("float16",), expect="reject",
+                   expect_kind="not-differentiable",
+                   erratum="a NumPy backward not marked once_differentiable: its double "
+                           "backward is silently zero"),
     adapt.function("fn-sign", SignSlip, shapes="x: N D", dims=SMALL, reference=torch.sin,
                    expect="reject", expect_kind="sign", erratum="d sin = -cos"),
 ]

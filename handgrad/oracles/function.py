@@ -153,6 +153,12 @@ SAVED_FIX = ("; the Function saves a tensor that is neither an input nor an outp
              "backward from the saved inputs")
 
 
+DETACHED_FIX = ("; backward's gradients carry no graph (NumPy inside, .detach(), .data or "
+                "torch.no_grad), so its double backward is zero: mark backward "
+                "@once_differentiable (or pass double_backward=False) if it is not meant to be "
+                "differentiated twice, else write it with torch operations")
+
+
 def second_order(run: CaseRun, info: FunctionInfo) -> None:
     """The record's ``hvp`` is the double backward through the Function, checked by the hvp
     oracles; where it is wrong while the first derivative is right, and the Function saves an
@@ -160,13 +166,26 @@ def second_order(run: CaseRun, info: FunctionInfo) -> None:
     if not info.twice:
         if run.dtype == "float64":
             run.result("double-backward", "(all)", "skipped", message="backward is "
-                       "once_differentiable: its double backward raises by design")
+                       "once_differentiable (or the record says double_backward=False): its "
+                       "double backward is not checked")
         return
     wrong = [r for r in run.results if r.check in ("hvp", "hvp-fd") and r.status == "fail"]
     first_wrong = any(r.check in ("autograd", "fd") and r.status == "fail" for r in run.results)
-    if wrong and not first_wrong and info.saves_intermediate(run.inputs):
+    if not wrong or first_wrong:
+        return
+    if info.saves_intermediate(run.inputs):
         for r in wrong:
             _explain(run, r, "saved-intermediate", r.message + SAVED_FIX)
+    elif not _backward_has_graph(run, info):
+        for r in wrong:
+            _explain(run, r, "not-differentiable", r.message + DETACHED_FIX)
+
+
+def _backward_has_graph(run: CaseRun, info: FunctionInfo) -> bool:
+    """Whether the gradients backward returns, run with create_graph, depend on anything."""
+    with torch.enable_grad():
+        grads = info.vjp(info.tensors(run.inputs), _douts(run, info), create_graph=True)
+    return any(g is not None and g.requires_grad for g in grads.values())
 
 
 def saved(run: CaseRun, info: FunctionInfo) -> None:

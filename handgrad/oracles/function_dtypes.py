@@ -59,8 +59,8 @@ def _joined(info: FunctionInfo):
 
 def _devices_and_dtypes(info: FunctionInfo) -> tuple[str, list[str]]:
     device = info.checked_device
-    names = list(LOW) if device == "cpu" else [*WIDE, *LOW]
-    return device, names
+    low = [n for n in LOW if n in info.low_precision]
+    return device, low if device == "cpu" else [*WIDE, *low]
 
 
 def dtype_checks(run: CaseRun) -> None:
@@ -75,6 +75,10 @@ def dtype_checks(run: CaseRun) -> None:
         run.result("autograd", "(low precision)", "skipped",
                    message="float16 and bfloat16 need a reference to size their tolerance")
         return
+    left_out = [n for n in LOW if n not in info.low_precision]
+    if left_out:
+        run.result("autograd", "(low precision)", "skipped",
+                   message=f"{' and '.join(left_out)} left out by the record (low_precision=)")
     base = {k: torch.from_numpy(np.array(v)) for k, v in run.inputs.items()}
     for name in names:
         dtype = LOW.get(name) or WIDE[name]
