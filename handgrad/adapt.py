@@ -58,6 +58,7 @@ from handgrad.adapt_calls import (
     positional,
     with_rate,
 )
+from handgrad.adapt_function import function
 from handgrad.adapt_grads import passed_to
 from handgrad.adapt_layer import layer as _layer
 from handgrad.adapt_spec import (
@@ -72,7 +73,8 @@ from handgrad.adapt_spec import (
 )
 from handgrad.record import Derivation
 
-__all__ = ["LR", "bernoulli", "input", "layer", "loss", "pair", "passed_to", "quantized"]
+__all__ = ["LR", "bernoulli", "function", "input", "layer", "loss", "pair", "passed_to",
+           "quantized"]
 
 Globals = tuple[ModuleType, Mapping[str, Any]]
 

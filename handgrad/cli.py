@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from handgrad import config, html_report, parallel, scaffold, site, summary, terminal
+from handgrad.adapt_function import DEVICE_VARIABLE
 from handgrad.discovery import discover_sources
 from handgrad.report import Report
 
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-csv", metavar="FILE", help="one row per path: its records and "
                    "how many behaved as expected (for many submissions)")
     p.add_argument("--summary-json", metavar="FILE", help="the same summary as JSON")
+    p.add_argument("--device", help="where the device checks of custom autograd Functions run "
+                   "(cuda, cuda:1; default: each record's own, cpu)")
     p.add_argument("--html", metavar="DIR", type=Path,
                    help="also write the visual report into DIR (see handgrad report)")
     return p
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     problems = [f"{b.module}: {b.message}" for b in broken]
     problems += [f"no derivation matches {n!r}" for n in unknown]
+    if args.device:  # read by every Function record, here and in the worker processes
+        os.environ[DEVICE_VARIABLE] = args.device
     started = time.perf_counter()
     options = parallel.Options(seed=args.seed, cases=args.cases, dims=args.dims,
                                data_seed=args.data_seed if args.dims else None)
@@ -161,6 +167,8 @@ def build_report_parser() -> argparse.ArgumentParser:
                                 description="Write the visual report: a static site with an "
                                             "index, a page per derivation, and a benchmark page.")
     p.add_argument("names", nargs="*", help="derivation names or prefixes (default: all)")
+    p.add_argument("--device", help="where the device checks of custom autograd Functions run "
+                   "(cuda, cuda:1; default: each record's own, cpu)")
     p.add_argument("--html", metavar="DIR", type=Path, required=True,
                    help="folder to write the site into (index.html is its entry page)")
     p.add_argument("--path", action="append", default=None, metavar="PATH",

@@ -17,6 +17,8 @@ from handgrad.oracles import (
     descent,
     dot_product,
     finite_differences,
+    function,
+    function_dtypes,
     hvp,
     hvp_fd,
     jvp,
@@ -44,6 +46,8 @@ REGISTRY: tuple[Oracle, ...] = (
     symmetry.ORACLE,
     linearity.ORACLE,
     taylor2.ORACLE,
+    function.ORACLE,
+    function_dtypes.ORACLE,
 )
 
 __all__ = ["REGISTRY", "Oracle"]
