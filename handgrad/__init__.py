@@ -12,6 +12,16 @@
 from handgrad.check import check
 from handgrad.discovery import derivations
 from handgrad.record import Derivation, DerivationError
-from handgrad.report import Report, Result
+from handgrad.report import Report, Result, set_html_view
+
+
+def _notebook_html(report: Report) -> str:
+    # The notebook view draws with matplotlib: imported when a notebook first shows a report.
+    from handgrad.notebook import html
+
+    return html(report)
+
+
+set_html_view(_notebook_html)
 
 __all__ = ["Derivation", "DerivationError", "Report", "Result", "check", "derivations"]

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from handgrad import fd, oracles
+from handgrad import fd
 from handgrad.autograd import autograd_oracle
 from handgrad.cases import Case
-from handgrad.check import _checks_of, _start
+from handgrad.check import run_oracles, start_case
+from handgrad.oracles.base import central, elementwise, usable
 from handgrad.record import Derivation
 from handgrad.report import Report, case_dims, informativeness
 from handgrad.taylor import TaylorResult
@@ -119,7 +120,7 @@ def gather(record: Derivation, report: Report) -> Evidence:
 def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
     case = Case.of(case_dims(evidence.case), evidence.data_seed)
     with np.errstate(all="ignore"):
-        run, error = _start(record, case, "float64")
+        run, error = start_case(record, case, "float64")
         if run is None:
             evidence.notes.append(f"the case does not run: {error.message}")
             return
@@ -135,7 +136,7 @@ def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
             except Exception as exc:  # noqa: BLE001
                 evidence.notes.append(f"the reference raised {type(exc).__name__}: {exc}")
         checks = {"forward", "autograd", "taylor"} - set(record.skip)
-        _checks_of(run, checks)
+        run_oracles(run, checks)
         evidence.taylor = run.taylor
         if "taylor" in record.skip:
             evidence.notes.append(f"no Taylor test: {record.skip['taylor']}")
@@ -182,8 +183,8 @@ def _diffs(run, report: Report, evidence: Evidence, ref_out) -> list[TensorDiff]
             if hand is None and r.kind == "non-finite":
                 raw = _raw_grads(run) if raw is None else raw
                 hand = raw.get(r.tensor)
-            if ref is None and r.tensor in oracles.usable(run) and oracles._elementwise(run):
-                ref = oracles._central(run, r.tensor).value.reshape(run.inputs[r.tensor].shape)
+            if ref is None and r.tensor in usable(run) and elementwise(run):
+                ref = central(run, r.tensor).value.reshape(run.inputs[r.tensor].shape)
         if hand is None or ref is None or (r.check == "contract"
                                            and np.shape(hand) != np.shape(ref)):
             continue
@@ -199,13 +200,13 @@ def _diffs(run, report: Report, evidence: Evidence, ref_out) -> list[TensorDiff]
 def _sweep_tensor(run, report: Report, evidence: Evidence) -> str | None:
     """The first failing differentiable input in the drawn case, else the first whose gradient
     is not all zero."""
-    usable = oracles.usable(run)
+    candidates = usable(run)
     failing = {r.tensor for r in _failing(report, evidence)}
     for key in run.record.differentiable:
-        if key in usable and key in failing:
+        if key in candidates and key in failing:
             return key
     truth = run.ref_grads or run.hand.grads
-    return next((k for k in usable if np.any(truth.get(k, 0.0) != 0.0)), None)
+    return next((k for k in candidates if np.any(truth.get(k, 0.0) != 0.0)), None)
 
 
 def _sweeps(run, report: Report, evidence: Evidence) -> list[Sweep]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 
 from handgrad import html_report
+from handgrad.discovery import find
 from handgrad.evidence import gather
-from handgrad.report import Report
+from handgrad.report import Report, checked_record
 
 RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
 
@@ -24,8 +25,20 @@ def scoped_css(css: str, scope: str) -> str:
     return RULE.sub(one, css.replace("\n", ""))
 
 
+def record_of(report: Report):
+    """The record a report checked: the one :func:`handgrad.check` was given, else the
+    discovered record of that name (None when there is none)."""
+    known = checked_record(report)
+    if known is not None:
+        return known
+    try:
+        return find(report.derivation)
+    except Exception:  # noqa: BLE001 - no record of that name here: nothing to draw
+        return None
+
+
 def html(report: Report) -> str:
-    record = report.record
+    record = record_of(report)
     evidence = gather(record, report) if record is not None else None
     body = html_report.body(record, report, evidence, with_markdown=False)
     if record is None:

@@ -53,6 +53,11 @@ from typing import Any
 
 import numpy as np
 
+from handgrad import shapes
+from handgrad.errors import DerivationError
+
+__all__ = ["CHECKS", "Derivation", "DerivationError", "validate"]
+
 CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
 # The checks of a hand jvp and of a hand hvp (see the fields ``jvp`` and ``hvp``).
 JVP_CHECKS = ("jvp", "jvp-fd", "jvp-complex-step", "dot-product", "linearity")
@@ -64,10 +69,6 @@ SKIPPABLE = ("fd", "complex-step", "taylor", "descent", "float32", "jvp-fd", "jv
              "dot-product", "hvp-fd", "symmetry", "linearity", "taylor2")
 
 Sampler = Callable[[np.random.Generator, tuple[int, ...], Mapping[str, int]], np.ndarray]
-
-
-class DerivationError(ValueError):
-    """A record, or what its functions return, is malformed. The message names the fix."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -280,8 +281,6 @@ class Derivation:
 def _read_compact_forms(r: Derivation) -> None:
     """Compact shapes (``"x: N D"``) and expression dims (``{"Ho": "H - K + 1"}``) turned into
     the plain fields; an expression becomes part of ``derive``."""
-    from handgrad import shapes
-
     if isinstance(r.inputs, str):
         object.__setattr__(r, "inputs", shapes.parse_shapes(r.inputs, derivation=r.name))
     if isinstance(r.intermediate_shapes, str):

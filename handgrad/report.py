@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shlex
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 STATUS_WORD = {"pass": "ok", "fail": "FAIL", "unreliable": "unreliable", "error": "ERROR",
@@ -100,27 +101,13 @@ class Report:
     def __repr__(self) -> str:
         return f"Report({self.derivation!r}, status={self.status!r}, kind={self.kind!r})"
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         """The report in a notebook (Jupyter calls this): the verdict, the tensor x oracle
         table, the diagnosis with heatmaps of what is wrong, and the Taylor and
-        finite-difference curves of its most telling case (re-run once, drawn inline)."""
-        from handgrad import notebook
-
-        return notebook.html(self)
-
-    @property
-    def record(self):
-        """The record this report checked: the one :func:`handgrad.check` was given, else the
-        discovered record of that name (None when there is none)."""
-        known = _CHECKED.get(id(self))
-        if known is not None:
-            return known
-        from handgrad.discovery import find
-
-        try:
-            return find(self.derivation)
-        except Exception:  # noqa: BLE001 - no record of that name here: nothing to draw
-            return None
+        finite-difference curves of its most telling case (re-run once, drawn inline). The view
+        is :func:`handgrad.notebook.html`, set by ``import handgrad`` (this module imports no
+        view); None (plain repr) without it."""
+        return _HTML_VIEW(self) if _HTML_VIEW is not None else None
 
     @property
     def status(self) -> str:
@@ -220,11 +207,23 @@ class Report:
 # Report -> its record, while the report lives: not a field (a record holds functions, which
 # neither JSON nor pickling between processes can carry).
 _CHECKED: dict[int, object] = {}
+_HTML_VIEW: Callable[[Report], str] | None = None
 
 
 def remember_record(report: Report, record) -> None:
     _CHECKED[id(report)] = record
     weakref.finalize(report, _CHECKED.pop, id(report), None)
+
+
+def checked_record(report: Report):
+    """The record :func:`handgrad.check` was given for ``report``, while both live; else None."""
+    return _CHECKED.get(id(report))
+
+
+def set_html_view(view: Callable[[Report], str]) -> None:
+    """The function that renders a report for Jupyter (``Report._repr_html_``)."""
+    global _HTML_VIEW
+    _HTML_VIEW = view
 
 
 def _fmt(v: float) -> str:

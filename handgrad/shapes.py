@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from handgrad.record import DerivationError
+from handgrad.errors import DerivationError
 
 Shape = tuple[str | int, ...]
 

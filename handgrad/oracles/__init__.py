@@ -1,0 +1,25 @@
+"""Every way of knowing the truth about a hand derivative, one module each behind one interface
+(:class:`handgrad.oracles.base.Oracle`). :data:`REGISTRY` lists them in the order they run on a
+case; :func:`handgrad.check.run_oracles` runs what a case asks for. A new oracle is a new module
+with an ``ORACLE`` and one line here.
+
+Gradients: ``autograd`` (the PyTorch reference), ``finite_differences``, ``complex_step``,
+``taylor``, ``descent``. Hand JVPs and HVPs (the record's ``jvp`` and ``hvp``): ``jvp``,
+``jvp_fd``, ``jvp_complex_step``, ``dot_product``, ``hvp``, ``hvp_fd``, ``symmetry``,
+``linearity``, ``taylor2``.
+"""
+
+from __future__ import annotations
+
+from handgrad.oracles import autograd, complex_step, descent, finite_differences, taylor
+from handgrad.oracles.base import Oracle
+
+REGISTRY: tuple[Oracle, ...] = (
+    autograd.ORACLE,
+    finite_differences.ORACLE,
+    complex_step.ORACLE,
+    taylor.ORACLE,
+    descent.ORACLE,
+)
+
+__all__ = ["REGISTRY", "Oracle"]
