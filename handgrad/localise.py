@@ -27,32 +27,47 @@ def path_hint(record: Derivation) -> str:
         return str(origin)
 
 
+def _label(check: str, key: str) -> str:
+    if check == "autograd":
+        return f"dL/d{key}"
+    if check == "jvp":
+        return "the tangent of " + ("the output" if key == "(output)" else key)
+    return f"(H v) of {key}"
+
+
 def localise(record: Derivation, report: Report) -> list[str]:
     """The first gradient, in backward order, that disagrees with autograd in the most telling
-    failing case, per dtype (float64 first), and the command that reproduces the case."""
+    failing case, per dtype (float64 first); failing that, the first wrong tangent of the hand
+    jvp in forward order (its ``jvp_intermediates``, then the output) or the first wrong H v;
+    and the command that reproduces the case."""
     telling = report.telling_case()
     if telling is None:
         return []
     case, seed = telling
     results = [r for r in report.results if (r.case, r.data_seed) == telling]
     lines = []
-    order = (*record.intermediates, *record.differentiable)
-    by_key = {(r.dtype, r.tensor): r for r in results if r.check == "autograd"}
-    for dtype in ("float64", "float32"):
-        wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
-        if not wrong:
-            continue
-        k = wrong[0]
-        r = by_key[(dtype, k)]
-        right = [k2 for k2 in order[: order.index(k)] if (dtype, k2) in by_key]
-        tag = f", see ({r.tag}) in {record.doc or 'its derivation'}" if r.tag else ""
-        lines.append(f"case {case} data-seed {seed} {dtype}: first wrong: dL/d{k}{tag} "
-                     f"[{r.kind}: {r.message}]")
-        if right:
-            lines.append("  correct before it: " + ", ".join(
-                f"dL/d{k2}" + (f" ({record.tags[k2]})" if k2 in record.tags else "")
-                for k2 in right))
-        break
+    orders = (("autograd", (*record.intermediates, *record.differentiable)),
+              ("jvp", (*record.jvp_intermediates, "(output)")),
+              ("hvp", record.differentiable))
+    for check, order in orders:
+        by_key = {(r.dtype, r.tensor): r for r in results if r.check == check}
+        for dtype in ("float64", "float32"):
+            wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
+            if not wrong:
+                continue
+            k = wrong[0]
+            r = by_key[(dtype, k)]
+            right = [k2 for k2 in order[: order.index(k)] if (dtype, k2) in by_key]
+            tag = f", see ({r.tag}) in {record.doc or 'its derivation'}" if r.tag else ""
+            lines.append(f"case {case} data-seed {seed} {dtype}: first wrong: "
+                         f"{_label(check, k)}{tag} [{r.kind}: {r.message}]")
+            if right:
+                lines.append("  correct before it: " + ", ".join(
+                    _label(check, k2) + (f" ({record.tags[k2]})" if k2 in record.tags else "")
+                    for k2 in right))
+            break
+        if lines:
+            break
     lines.append(f"  reproduce: {reproduce_command(record.name, case, seed, path_hint(record))}")
     return lines
 

@@ -95,5 +95,53 @@ def taylor(run) -> None:
                                            message=f"{r.message}; not a verdict: {why}")
 
 
+def _verdict_of(run, checks: tuple[str, ...], tensors=None) -> bool | None:
+    """True when every row of ``checks`` (on ``tensors``) passed and one ran, False when one
+    failed, None when none decided."""
+    rows = [r for r in run.results if r.check in checks and r.dtype == run.dtype
+            and r.status in ("pass", "fail") and (tensors is None or r.tensor in tensors)]
+    if not rows:
+        return None
+    return all(r.status == "pass" for r in rows)
+
+
 def linearisations(run) -> None:
-    """Placeholder until the jvp/hvp oracles land in this branch."""
+    """Where the identities between hand linearisations fail, say which side is wrong from the
+    oracles that judge each side alone; a second-order Taylor slope alone never calls an HVP
+    wrong that the exact oracles find right (a kink the test could not see is likelier)."""
+    record = run.record
+    for i, r in enumerate(run.results):
+        if r.check == "dot-product" and r.status == "fail":
+            jvp_ok = _verdict_of(run, ("jvp",))
+            jvp_ok = jvp_ok if jvp_ok is not None else _verdict_of(run, ("jvp-fd",))
+            back_ok = _verdict_of(run, ("autograd",), set(record.differentiable))
+            back_ok = back_ok if back_ok is not None else _verdict_of(
+                run, ("fd",), set(record.differentiable))
+            blame = {(True, False): "the jvp agrees with its oracles and the backward does "
+                                    "not: the backward is wrong",
+                     (False, True): "the backward agrees with its oracles and the jvp does "
+                                    "not: the jvp is wrong",
+                     (False, False): "both the jvp and the backward disagree with their "
+                                     "oracles"}.get((jvp_ok, back_ok))
+            if blame:
+                run.results[i] = dataclasses.replace(r, message=f"{r.message}; {blame}")
+        if r.check == "hvp-fd" and r.status == "fail" \
+                and _verdict_of(run, ("autograd", "fd"), {r.tensor}) is False \
+                and _verdict_of(run, ("hvp",), {r.tensor}):
+            run.results[i] = dataclasses.replace(
+                r, message=f"{r.message}; the hvp agrees with the reference's double backward "
+                           "and the hand backward is wrong: these differences differentiate "
+                           "the hand backward")
+    idx = next((i for i, r in enumerate(run.results)
+                if r.check == "taylor2" and r.status == "fail"), None)
+    if idx is None:
+        return
+    exact = [_verdict_of(run, ("hvp",)), _verdict_of(run, ("hvp-fd",)),
+             _verdict_of(run, ("autograd", "fd"), set(record.differentiable))]
+    if all(v is True for v in exact[1:]) and exact[0] is not False:
+        r = run.results[idx]
+        run.results[idx] = dataclasses.replace(
+            r, status="unreliable", kind="",
+            message=f"{r.message}; not a verdict: the hvp agrees with central differences of "
+                    "the backward (and the reference where there is one) and the gradient with "
+                    "its oracles at tight tolerance: a kink along the test direction is likelier")

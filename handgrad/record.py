@@ -58,12 +58,13 @@ from handgrad.errors import DerivationError
 
 __all__ = ["CHECKS", "Derivation", "DerivationError", "validate"]
 
-CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
-# The checks of a hand jvp and of a hand hvp (see the fields ``jvp`` and ``hvp``).
+GRADIENT_CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
+# The checks of a hand jvp and of a hand hvp (see the fields ``jvp`` and ``hvp``); they run only
+# on records that have one.
 JVP_CHECKS = ("jvp", "jvp-fd", "jvp-complex-step", "dot-product", "linearity")
 HVP_CHECKS = ("hvp", "hvp-fd", "symmetry", "linearity", "taylor2")
 LINEAR_CHECKS = tuple(dict.fromkeys(JVP_CHECKS + HVP_CHECKS))
-ALL_CHECKS = CHECKS + LINEAR_CHECKS
+CHECKS = GRADIENT_CHECKS + LINEAR_CHECKS
 DTYPES = ("float64", "float32")
 SKIPPABLE = ("fd", "complex-step", "taylor", "descent", "float32", "jvp-fd", "jvp-complex-step",
              "dot-product", "hvp-fd", "symmetry", "linearity", "taylor2")

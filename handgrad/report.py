@@ -79,11 +79,15 @@ def reproduce_command(name: str, case: str, data_seed: int, path: str = "") -> s
 # Which failure names a report's kind, first match wins, inside the most informative failing
 # case: a broken float64 contract first (it explains what follows: a narrowed dtype, a written
 # cache), then the first wrong gradient against float64 autograd in backward order, the
-# forward, the numerical oracles, the descent step, and only then the float32 pass.
+# forward, the numerical oracles, the descent step, the checks of a hand jvp and hvp (against
+# the reference first), and only then the float32 pass.
 KIND_ORDER = (("contract", "float64"), ("autograd", "float64"), ("forward", "float64"),
               ("fd", "float64"), ("complex-step", "float64"), ("taylor", "float64"),
-              ("descent", "float64"), ("contract", "float32"), ("autograd", "float32"),
-              ("forward", "float32"))
+              ("descent", "float64"), ("jvp", "float64"), ("hvp", "float64"),
+              ("jvp-fd", "float64"), ("jvp-complex-step", "float64"), ("hvp-fd", "float64"),
+              ("dot-product", "float64"), ("symmetry", "float64"), ("linearity", "float64"),
+              ("taylor2", "float64"), ("contract", "float32"), ("autograd", "float32"),
+              ("forward", "float32"), ("jvp", "float32"), ("hvp", "float32"))
 
 
 @dataclass(repr=False)

@@ -15,12 +15,13 @@ enter the fit. Where no step is left, or the point lies on a kink, the result sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from handgrad.kinks import kinked, rounding_noise, value_noise
-from handgrad.tolerances import TAYLOR_MIN_SLOPE
+from handgrad.tolerances import TAYLOR2_MIN_SLOPE, TAYLOR_MIN_SLOPE
 
 HALVINGS = 48
 FIT_POINTS = 4
@@ -48,6 +49,7 @@ class TaylorResult:
     kinks: tuple[bool, ...]  # per step: the stencil [-h, h] straddles a kink (where tested)
     fit: tuple[int, ...]  # indices of the steps the slope was fitted over
     message: str
+    order: int = 1  # 1: the gradient's model; 2: with the curvature h^2/2 <v, H v>
 
 
 def _clean_from(kinks: tuple[bool, ...]) -> int:
@@ -57,9 +59,14 @@ def _clean_from(kinks: tuple[bool, ...]) -> int:
 
 
 def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-                rng: np.random.Generator, sigma: float | None = None) -> TaylorResult:
+                rng: np.random.Generator, sigma: float | None = None,
+                curvature: Callable[[dict[str, np.ndarray]], float] | None = None
+                ) -> TaylorResult:
     """``evaluate_all(perturbed) -> (S, magnitude)`` with ``perturbed`` a dict of inputs;
-    ``sigma``: the rounding noise of S, measured here when not given.
+    ``sigma``: the rounding noise of S, measured here when not given. With ``curvature``
+    (``direction -> <v, H v>``), the second-order test: r(h) = |S(p + h v) - S(p) - h <g, v> -
+    h^2/2 <v, H v>| is O(h^3) with the right H v (slope 3), O(h^2) with a wrong one, O(h) with a
+    wrong gradient.
 
     The walk goes down the steps on the +h side first; the -h side, which only the kink test
     needs, is evaluated from the steps the slope would be fitted over downwards, and further
@@ -77,6 +84,8 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
     if sigma is None:
         sigma = rounding_noise(lambda t: at(t)[0], 1e-6)
     slope_term = float(sum(np.vdot(grads[k], direction[k]) for k in params))
+    order = 1 if curvature is None else 2
+    curve_term = 0.0 if curvature is None else 0.5 * float(curvature(direction))
     eps = float(np.finfo(np.float64).eps)
     steps, rems, floors, plus, mags = [], [], [], [], []
     minus: dict[int, tuple[float, float]] = {}
@@ -85,10 +94,11 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
         """One more (smaller) step on the +h side; whether its remainder is above the floor."""
         h = steps[-1] / 2 if steps else 1.0
         sp, magp = at(h)
-        r = abs(sp - s0 - h * slope_term)
+        r = abs(sp - s0 - h * slope_term - h * h * curve_term)
         steps.append(h)
         rems.append(r)
-        floors.append(max(FLOOR_FACTOR * eps * (mag0 + magp + abs(h * slope_term)),
+        floors.append(max(FLOOR_FACTOR * eps * (mag0 + magp + abs(h * slope_term)
+                                                + abs(h * h * curve_term)),
                           NOISE_FLOOR * sigma))
         plus.append(sp)
         mags.append(max(mag0, magp))
@@ -129,11 +139,12 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
 
     def result(status: str, slope: float, message: str) -> TaylorResult:
         return TaylorResult(status, slope, tuple(steps), tuple(rems), tuple(floors), kinks, fit,
-                            message)
+                            message, order)
 
+    model = "first-order" if order == 1 else "second-order"
     if not kink_seen and not any(r > f and np.isfinite(r) for r, f in zip(rems, floors)):
         return result("pass", float("nan"), "remainder at the round-off floor at every step: "
-                      "the first-order model is exact to working precision")
+                      f"the {model} model is exact to working precision")
     if start >= len(steps):
         return result("unreliable", float("nan"),
                       f"the point lies on a kink along the test direction (the stencil [-h, h] "
@@ -145,20 +156,26 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
     if len(fit) >= 3:
         logh, logr = np.log([steps[i] for i in fit]), np.log([rems[i] for i in fit])
         slope = float(np.polyfit(logh, logr, 1)[0])
-        ok = slope >= TAYLOR_MIN_SLOPE
+        ok = slope >= (TAYLOR_MIN_SLOPE if order == 1 else TAYLOR2_MIN_SLOPE)
+        if order == 1:
+            verdict = 'O(h^2): gradient consistent' if ok else 'O(h): gradient wrong'
+        else:
+            verdict = ("O(h^3): H v consistent" if ok else "O(h^2): H v wrong"
+                       if slope >= TAYLOR_MIN_SLOPE else "O(h): the gradient is wrong")
         return result("pass" if ok else "fail", slope,
                       f"remainder slope {slope:.2f} over h in [{steps[fit[-1]]:.1e}, "
-                      f"{steps[fit[0]]:.1e}]{where} "
-                      f"({'O(h^2): gradient consistent' if ok else 'O(h): gradient wrong'})")
+                      f"{steps[fit[0]]:.1e}]{where} ({verdict})")
     if fit:
         return result("unreliable", float("nan"),
                       f"only {len(fit)} kink-free steps above the round-off floor{where}; no "
                       "slope to fit")
-    resolution = floors[start] / max(steps[start] * abs(slope_term), 1e-300)
+    resolved_term = (steps[start] * abs(slope_term) if order == 1
+                     else steps[start] ** 2 * abs(curve_term))
+    resolution = floors[start] / max(resolved_term, 1e-300)
     if resolution <= RESOLVED:
         return result("pass", float("nan"),
                       f"remainder at the round-off floor at every kink-free step{where}: the "
-                      f"first-order model is exact there (resolves relative errors >= "
+                      f"{model} model is exact there (resolves relative errors >= "
                       f"{resolution:.0e})")
     return result("unreliable", float("nan"),
                   f"remainder at the round-off floor at every kink-free step{where}, too close "

@@ -42,6 +42,19 @@ DEFAULT: dict[str, dict[str, dict[str, float]]] = {
 # log-log plot), a wrong one O(h) (slope 1). The midpoint 1.5 splits them; the points used lie
 # above the round-off floor, so curvature noise cannot pull a right gradient below it.
 TAYLOR_MIN_SLOPE = 1.5
+# Second-order Taylor remainder |S(p + h v) - S(p) - h <g, v> - h^2/2 <v, H v>|: O(h^3) (slope 3)
+# with the right H v, O(h^2) with a wrong one, O(h) with a wrong gradient; 2.5 splits 3 from 2
+# as 1.5 splits 2 from 1, over points above the round-off floor.
+TAYLOR2_MIN_SLOPE = 2.5
+
+# Identities between two hand linearisations, with no reference (the dot-product test
+# <u, J v> = <J^T u, v> and the symmetry <u, H v> = <v, H u>), in float64: each inner product is
+# a sum of n terms whose rounding is at most about n eps of the sum of their magnitudes, and the
+# hand J v, J^T u, H v carry their own rounding, of eps times their depth relative to the terms.
+# 1e-8 of the magnitude sum(|u * Jv|) + sum(|J^T u * v|) leaves a factor 4.5e7 over eps for
+# depth and n (far beyond either here), while the errors these tests exist for (a sign, a factor,
+# a transpose, a dropped term or slice) change the inner products by a visible fraction of it.
+IDENTITY_RTOL = 1e-8
 
 
 def tolerance(dtype: str, check: str, overrides: Mapping[str, Mapping[str, float]]) -> dict:

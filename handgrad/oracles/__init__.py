@@ -11,7 +11,22 @@ Gradients: ``autograd`` (the PyTorch reference), ``finite_differences``, ``compl
 
 from __future__ import annotations
 
-from handgrad.oracles import autograd, complex_step, descent, finite_differences, taylor
+from handgrad.oracles import (
+    autograd,
+    complex_step,
+    descent,
+    dot_product,
+    finite_differences,
+    hvp,
+    hvp_fd,
+    jvp,
+    jvp_complex_step,
+    jvp_fd,
+    linearity,
+    symmetry,
+    taylor,
+    taylor2,
+)
 from handgrad.oracles.base import Oracle
 
 REGISTRY: tuple[Oracle, ...] = (
@@ -20,6 +35,15 @@ REGISTRY: tuple[Oracle, ...] = (
     complex_step.ORACLE,
     taylor.ORACLE,
     descent.ORACLE,
+    jvp.ORACLE,
+    jvp_fd.ORACLE,
+    jvp_complex_step.ORACLE,
+    dot_product.ORACLE,
+    hvp.ORACLE,
+    hvp_fd.ORACLE,
+    symmetry.ORACLE,
+    linearity.ORACLE,
+    taylor2.ORACLE,
 )
 
 __all__ = ["REGISTRY", "Oracle"]
