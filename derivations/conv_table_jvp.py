@@ -106,8 +106,10 @@ MISTAKES = [
     mistake("table-transposed", "(CJ1) W_dot switched on by T read as (D, C): kernel (d, p) "
             "follows T[d, p] instead of T[p, d]", "values",
             lambda t, c: jvp(t, c, table=table_read_transposed), dims=SQUARE),
+    # Only the output maps with a switched-off kernel go wrong: the maps the table feeds from
+    # every input map are right, so the diagnosis names the wrong maps (slices along D).
     mistake("table-ignored", "(CJ1) the tangent of W used without the table: switched-off "
-            "kernels move the output", "values", lambda t, c: jvp(t, c, table=table_ignored)),
+            "kernels move the output", "slices", lambda t, c: jvp(t, c, table=table_ignored)),
     mistake("bias-tangent-dropped", "(CJ2) Yt_dot = Wm * X_dot + W_dot_m * X, without b_dot",
             "values", bias_tangent_dropped),
     mistake("weight-tangent-dropped", "(CJ2) Yt_dot = Wm * X_dot + b_dot, without W_dot_m * X",

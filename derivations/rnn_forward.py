@@ -181,7 +181,7 @@ def mistake(make, name: str, text: str, kind: str, **fields) -> Derivation:
 MISTAKES = [
     mistake(make_jvp, "rnn-jvp-mistake-recurrent-tangent-dropped",
             "(RF1) z_dot_t = W x_dot_t + W_dot x_t + U_dot h_{t-1} + b_dot, without U "
-            "h_dot_{t-1}: h_{t-1} treated as a constant of step t", "slices",
+            "h_dot_{t-1}: h_{t-1} treated as a constant of step t", "values",
             jvp=jvp_recurrent_tangent_dropped),
     mistake(make_jvp, "rnn-jvp-mistake-output-weight-tangent-dropped",
             "(RF3) a_dot_t = V h_dot_t + c_dot, without V_dot h_t", "values",
