@@ -25,18 +25,21 @@ NOT_THE_HESSIAN = "G is the Gauss-Newton matrix, not the Hessian: this check mea
 
 def gauss_newton_product(dout, v: Mapping[str, np.ndarray], c: mlp.Cache,
                          *, coupling: float = 1.0, decay: float = 1.0) -> dict[str, np.ndarray]:
-    """G v for S = dout * L, keyed like v. ``coupling`` and ``decay`` scale the -p p^T block of
-    the softmax Hessian and the decay term: 1 is right, other values transcribe mistakes."""
+    """G v for S = dout * L, keyed like v. ``coupling`` and ``decay`` scale the -p p^T part of
+    the softmax Hessian and the decay term: 1 is right, other values transcribe mistakes.
+
+    ``da2_dot`` is the Markdown's a2-bar-dot, ``dz_gn`` and ``da1_gn`` its z-bar-G and a1-bar-G.
+    """
     a2_dot = mlp_hvp.forward_tangents(v, c).a2                       # (GN1) J v
     p = c.yhat
-    u = dout * p * (a2_dot - coupling * (p * a2_dot).sum(axis=1, keepdims=True))  # (GN2)
-    GW2 = u.T @ c.z + decay * dout * c.lam * v["W2"]                 # (GN3)
-    Gb2 = u.sum(axis=0)                                              # (GN4)
-    uz = u @ c.W2                                                    # (GN5)
-    ua1 = uz * mlp.ACTIVATIONS[c.f1][1](c.a1, c.z)                   # (GN5)
-    GW1 = ua1.T @ c.x + decay * dout * c.lam * v["W1"]               # (GN6)
-    Gb1 = ua1.sum(axis=0)                                            # (GN7)
-    Gx = ua1 @ c.W1                                                  # (GN8)
+    da2_dot = dout * p * (a2_dot - coupling * (p * a2_dot).sum(axis=1, keepdims=True))  # (GN2)
+    GW2 = da2_dot.T @ c.z + decay * dout * c.lam * v["W2"]           # (GN3)
+    Gb2 = da2_dot.sum(axis=0)                                        # (GN4)
+    dz_gn = da2_dot @ c.W2                                           # (GN5)
+    da1_gn = dz_gn * mlp.ACTIVATIONS[c.f1][1](c.a1, c.z)             # (GN5)
+    GW1 = da1_gn.T @ c.x + decay * dout * c.lam * v["W1"]            # (GN6)
+    Gb1 = da1_gn.sum(axis=0)                                         # (GN7)
+    Gx = da1_gn @ c.W1                                               # (GN8)
     return {"x": Gx, "W1": GW1, "b1": Gb1, "W2": GW2, "b2": Gb2}
 
 
@@ -62,9 +65,9 @@ def mistake(name: str, text: str, kind: str, hvp_fn, **changes) -> Derivation:
 
 
 MISTAKES = [
-    mistake("diagonal-softmax-hessian", "(GN2) u = dout p * a2_dot: the softmax Hessian taken "
+    mistake("diagonal-softmax-hessian", "(GN2) a2_bar_dot = p * a2_dot: the softmax Hessian taken "
             "as diag(p), without -p p^T", "values", partial(gauss_newton_product, coupling=0.0)),
-    mistake("decay-dropped", "(GN3) G W2 = u^T z without dout lam W2_dot: the weight decay's "
+    mistake("decay-dropped", "(GN3) G W2 = a2_bar_dot^T z without lam W2_dot: the weight decay's "
             "curvature left out", "values", partial(gauss_newton_product, decay=0.0)),
     # Passing G v off as H v: the record checked against the Hessian (no hvp_reference, no
     # skips) must reject it; it is right only where the residual terms vanish.
