@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from derivations._lenet5_kernels import ACTIVATIONS, chwn_copy, correlate, nchw, switch_on
+from derivations._lenet5_kernels import chwn_copy, correlate, nchw, switch_on
 from derivations.lenet5_layers import (
     C1,
     C3,
@@ -116,4 +116,6 @@ MISTAKES = [
             "values", weight_tangent_dropped),
 ]
 
-RECORDS = [*(make(f) for f in ACTIVATIONS), *MISTAKES]
+# The paper's activation, and relu for its kinks; tanh and sigmoid differ from the scaled tanh
+# only in f' of (CJ3), which the backward records of lenet5_layers.py already check.
+RECORDS = [*(make(f) for f in ("scaled-tanh", "relu")), *MISTAKES]
