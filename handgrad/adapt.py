@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad import adapt_spec
 from handgrad.adapt_spec import AdaptedCache, DimSpec, ShapeSpec, build_spec, fail, wrap_kink
 from handgrad.record import Derivation
 from handgrad.shapes import Dims, Shape
@@ -105,6 +106,7 @@ def pair(name: str, forward: Callable[..., tuple], backward: Callable[..., Any],
         return spec.keyed(grads, order, "backward")
 
     wrap_kink(fields, lambda cache: cache.user)
+    adapt_spec.wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
 
 
@@ -303,6 +305,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                        "writes=(...)")
         fields.setdefault("update", update)
     wrap_kink(fields, lambda cache: cache.user)
+    adapt_spec.wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)
 
 
@@ -379,4 +382,5 @@ def loss(name: str, fn: Callable[..., tuple], *, shapes: ShapeSpec, dims: DimSpe
         return {k: dout * g for k, g in cache.user.items()}
 
     wrap_kink(fields, lambda cache: cache.inputs)
+    adapt_spec.wrap_linear(fields, lambda cache: cache.inputs)
     return spec.record(adapted_forward, adapted_backward, reference, fields)

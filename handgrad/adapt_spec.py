@@ -200,6 +200,17 @@ def wrap_kink(fields: dict[str, Any], view: Callable[[Any], Any]) -> None:
         fields["kink_distance"] = lambda cache: user(view(cache))
 
 
+def wrap_linear(fields: dict[str, Any], view: Callable[[Any], Any]) -> None:
+    """A hand ``jvp(tangents, cache)`` or ``hvp(dout, v, cache)`` given to an adapter receives
+    what the wrapped code knows (its cache, layer or inputs, as ``kink_distance`` does);
+    tangents, directions and H v stay keyed by input name."""
+    jvp, hvp = fields.get("jvp"), fields.get("hvp")
+    if callable(jvp):
+        fields["jvp"] = lambda tangents, cache: jvp(tangents, view(cache))
+    if callable(hvp):
+        fields["hvp"] = lambda dout, v, cache: hvp(dout, v, view(cache))
+
+
 @dataclass
 class AdaptedCache:
     """The cache the engine sees: the wrapped code's own cache and the output shapes."""

@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     # One torch thread, as in each worker of -j N: the same float32 rounding either way, and
     # the check's small tensors run no slower for it.
     torch.set_num_threads(1)
-    display = None if args.json else terminal.Display([r.name for _, r in chosen], args.verbose)
+    display = None if args.json else terminal.Display(
+        [r.name for _, r in chosen], args.verbose,
+        linear=any(r.jvp is not None or r.hvp is not None for _, r in chosen))
     done: dict[int, Report] = {}
     shown = 0
 

@@ -15,12 +15,32 @@ ORACLE_COLUMNS = (("autograd", ("autograd", "forward"), "float64"),
                   ("fd", ("fd",), "float64"),
                   ("c-step", ("complex-step",), "float64"),
                   ("taylor", ("taylor",), "float64"),
-                  ("descent", ("descent",), "float64"))
+                  ("descent", ("descent",), "float64"),
+                  ("jvp", ("jvp", "jvp-fd", "jvp-complex-step", "dot-product"), "float64"),
+                  ("hvp", ("hvp", "hvp-fd", "symmetry", "linearity"), "float64"))
+# The columns shown only where some record has a hand jvp or hvp (keeping the line short).
+LINEAR_HEADINGS = ("jvp", "hvp")
+
+
+def columns(linear: bool) -> tuple:
+    """ORACLE_COLUMNS, less the jvp and hvp columns unless ``linear``."""
+    return tuple(c for c in ORACLE_COLUMNS if linear or c[0] not in LINEAR_HEADINGS)
+
+
+def has_linear(report: Report) -> bool:
+    """Whether the report holds results of a hand jvp or hvp."""
+    return any(r.check in ("jvp", "hvp") for r in report.results)
+
+
 # The columns of the tensor x oracle matrix, in the order the engine runs them.
 MATRIX_COLUMNS = (("contract", "float64"), ("forward", "float64"), ("autograd", "float64"),
                   ("fd", "float64"), ("complex-step", "float64"), ("taylor", "float64"),
-                  ("descent", "float64"), ("contract", "float32"), ("forward", "float32"),
-                  ("autograd", "float32"), ("coverage", "float64"))
+                  ("descent", "float64"), ("jvp", "float64"), ("jvp-fd", "float64"),
+                  ("jvp-complex-step", "float64"), ("dot-product", "float64"), ("hvp", "float64"),
+                  ("hvp-fd", "float64"), ("symmetry", "float64"), ("linearity", "float64"),
+                  ("taylor2", "float64"), ("contract", "float32"), ("forward", "float32"),
+                  ("autograd", "float32"), ("jvp", "float32"), ("hvp", "float32"),
+                  ("coverage", "float64"))
 # Which status a cell shows when its cases disagree: the most alarming.
 SEVERITY = ("error", "fail", "vacuous", "unreliable", "warning", "skipped", "pass")
 
@@ -65,17 +85,18 @@ def figure(results: list[Result]) -> str:
     smallest fitted slope ("-" when none)."""
     if not results:
         return ""
-    if results[0].check == "taylor":
+    if results[0].check in ("taylor", "taylor2"):
         slopes = [r.max_rel for r in results if math.isfinite(r.max_rel)]
         return f"slope {min(slopes):.2f}" if slopes else "-"
     worst = [r.max_rel for r in results if math.isfinite(r.max_rel)]
     return f"{max(worst):.1e}" if worst else "-"
 
 
-def oracle_cells(report: Report) -> list[tuple[str, str, str]]:
-    """Per ORACLE_COLUMNS: (heading, figure, worst status); empty figure where it did not run."""
+def oracle_cells(report: Report, linear: bool = True) -> list[tuple[str, str, str]]:
+    """Per column (see :func:`columns`): (heading, figure, worst status); empty figure where it
+    did not run."""
     cells = []
-    for heading, checks, dtype in ORACLE_COLUMNS:
+    for heading, checks, dtype in columns(linear):
         rows = [r for r in report.results if r.check in checks and r.dtype == dtype]
         ran = [r for r in rows if r.status != "skipped"]
         cells.append((heading, figure(ran) if ran else ("skip" if rows else ""),

@@ -73,6 +73,19 @@ class FigurePair:
     ref: np.ndarray
 
 
+@dataclass(frozen=True)
+class Identity:
+    """The two sides of an identity between hand linearisations over probe pairs (the
+    dot-product test, the symmetry of H v), with the magnitude of their terms."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    x: np.ndarray
+    y: np.ndarray
+    magnitude: np.ndarray
+
+
 @dataclass
 class Evidence:
     """What the plots of one derivation need, from one re-run case (``case``, ``data_seed``)."""
@@ -81,6 +94,8 @@ class Evidence:
     case: str
     data_seed: int
     taylor: TaylorResult | None = None
+    taylor2: TaylorResult | None = None  # the second-order test, for a record with an hvp
+    identities: list[Identity] = field(default_factory=list)
     sweeps: list[Sweep] = field(default_factory=list)
     diffs: list[TensorDiff] = field(default_factory=list)
     figures: list[FigurePair] = field(default_factory=list)
@@ -135,9 +150,12 @@ def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
                 run.prepared = (ref_out, ref_grads)
             except Exception as exc:  # noqa: BLE001
                 evidence.notes.append(f"the reference raised {type(exc).__name__}: {exc}")
-        checks = {"forward", "autograd", "taylor"} - set(record.skip)
+        checks = {"forward", "autograd", "taylor", "hvp", "taylor2", "dot-product",
+                  "symmetry"} - set(record.skip)
         run_oracles(run, checks)
         evidence.taylor = run.taylor
+        evidence.taylor2 = run.linear.get("taylor2")
+        evidence.identities = _identities(run.linear)
         if "taylor" in record.skip:
             evidence.notes.append(f"no Taylor test: {record.skip['taylor']}")
         evidence.diffs = _diffs(run, report, evidence, ref_out)
@@ -146,6 +164,19 @@ def _gather(record: Derivation, report: Report, evidence: Evidence) -> None:
         else:
             evidence.sweeps = _sweeps(run, report, evidence)
         evidence.figures = _figures(record, run.inputs, evidence.notes)
+
+
+def _identities(linear: dict) -> list[Identity]:
+    out = []
+    if "dot-product" in linear:
+        forward, reverse, magnitude = linear["dot-product"]
+        out.append(Identity("Dot-product test", "<u, J v> (hand jvp)",
+                            "<J^T u, v> (hand backward)", forward, reverse, magnitude))
+    if "symmetry" in linear:
+        inner, magnitude = linear["symmetry"]
+        out.append(Identity("Symmetry of H v", "<u_i, H u_j>", "<u_j, H u_i>", inner, inner.T,
+                            magnitude))
+    return out
 
 
 def _failing(report: Report, evidence: Evidence) -> list:

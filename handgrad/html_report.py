@@ -19,6 +19,7 @@ from handgrad.evidence import Evidence
 from handgrad.markdown_html import anchor, doc_path, render
 from handgrad.record import Derivation
 from handgrad.report import STATUS_WORD, Report, Result, reproduce_command
+from handgrad.tolerances import IDENTITY_RTOL
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1180px;
@@ -158,6 +159,11 @@ def plots_of(evidence: Evidence | None) -> tuple[str, str, str]:
         curves.append(_drawn(plots.taylor, evidence.taylor))
     if evidence.sweeps:
         curves.append(_drawn(plots.fd_sweep, evidence.sweeps))
+    if evidence.taylor2 is not None:
+        curves.append(_drawn(plots.taylor, evidence.taylor2))
+    for i in evidence.identities:
+        curves.append(_drawn(plots.identity, i.title, i.xlabel, i.ylabel, i.x, i.y,
+                             i.magnitude, IDENTITY_RTOL))
     figures = "".join(_drawn(plots.pair, f) for f in evidence.figures)
     return diffs, "".join(curves), figures
 
@@ -216,12 +222,13 @@ def filename(name: str) -> str:
 def index(reports: Iterable[Report], seconds: float, extra: str = "") -> str:
     reports = list(reports)
     good = sum(digest.verdict(r).good for r in reports)
-    heads = [h for h, _, _ in digest.ORACLE_COLUMNS]
+    linear = any(digest.has_linear(rep) for rep in reports)
+    heads = [h for h, _, _ in digest.columns(linear)]
     rows = []
     for rep in reports:
         v = digest.verdict(rep)
         cells = "".join(f'<td class="num {status}">{esc(fig)}</td>'
-                        for _, fig, status in digest.oracle_cells(rep))
+                        for _, fig, status in digest.oracle_cells(rep, linear))
         about = rep.erratum or ""
         rows.append(f'<tr><td><a href="{filename(rep.derivation)}">{esc(rep.derivation)}</a>'
                     f'</td><td>{esc(rep.expect)}</td><td class="{"ok" if v.good else "bad"}">'

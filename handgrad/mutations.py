@@ -159,3 +159,86 @@ def mutate(record: Derivation, mutation: Mutation) -> Derivation | None:
                                expect_kind=mutation.kinds[0], bench=(),
                                kink_distance=(lambda w: record.kink_distance(w[0]))
                                if record.kink_distance else None)
+
+
+@dataclass(frozen=True)
+class LinearMutation:
+    """An operator on a hand ``jvp`` (its output tangent) or ``hvp`` (one H v, or all)."""
+
+    name: str
+    models: str
+    kinds: tuple[str, ...]  # acceptable diagnoses
+    field: str  # "jvp" or "hvp"
+    change: Callable  # (result, key) -> result; or, with ``on_direction``, (direction, key)
+    on_direction: bool = False  # changes what the hand function is given, not what it returns
+
+
+def _swap(a):
+    """Axes 0 and 1 swapped (a vector reversed); a scalar has no axes to swap."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        raise ValueError("a scalar tangent cannot be transposed")
+    return np.swapaxes(a, 0, 1).copy() if a.ndim >= 2 else a[::-1].copy()
+
+
+def _slice(a):
+    """The first slice tripled (a scalar: tripled)."""
+    out = np.array(a, copy=True)
+    if out.ndim:
+        out[0] *= 3.0
+        return out
+    return out * 3.0
+
+
+def _drop(direction, key):
+    return {**direction, key: np.zeros_like(direction[key])}
+
+
+LINEAR_CATALOGUE: tuple[LinearMutation, ...] = tuple(
+    LinearMutation(f"{field}-{name}", models, kinds, field, change, on_direction)
+    for field in ("jvp", "hvp")
+    for name, models, kinds, change, on_direction in (
+        ("sign", "a sign flipped", ("sign",), lambda a: -np.asarray(a), False),
+        ("factor-2", "a factor 2 (a symmetric term counted twice)", ("factor",),
+         lambda a: 2 * np.asarray(a), False),
+        ("factor-half", "a factor 1/2 (the 1/2 of a square kept)", ("factor",),
+         lambda a: 0.5 * np.asarray(a), False),
+        ("transposed", "a matrix product written the wrong way round",
+         ("wrong-shape", "transposed", "values", "permuted", "flipped"), _swap, False),
+        ("dropped-term", "the term of one input dropped (its direction never enters)",
+         ("values", "zero", "zero-entries", "slices", "factor", "entries"), _drop, True),
+        ("one-slice", "the first slice handled by a special case",
+         ("slices", "factor", "entries", "values"), _slice, False),
+    )
+)
+
+
+def mutate_linear(record: Derivation, mutation: LinearMutation) -> Derivation | None:
+    """The mutant of ``record``'s jvp or hvp, or None if it has none. Output operators change
+    the output tangent (jvp) or the H v of the first matrix-like input (hvp); the dropped term
+    zeroes the direction of the first differentiable input."""
+    fn = getattr(record, mutation.field)
+    if fn is None or (mutation.change is _swap and mutation.field == "jvp"
+                      and record.output == ()):
+        return None
+    key = pick_target(record, "matrix") or pick_target(record, "any")
+
+    if mutation.field == "jvp":
+        def jvp(tangents, cache):
+            if mutation.on_direction:
+                return fn(mutation.change(dict(tangents), key), cache)
+            result = fn(tangents, cache)
+            if isinstance(result, tuple):
+                return mutation.change(result[0]), result[1]
+            return mutation.change(result)
+        changed = {"jvp": jvp}
+    else:
+        def hvp(dout, v, cache):
+            if mutation.on_direction:
+                return fn(dout, mutation.change(dict(v), key), cache)
+            result = dict(fn(dout, v, cache))
+            return {**result, key: mutation.change(result[key])}
+        changed = {"hvp": hvp}
+    return dataclasses.replace(record, name=f"{record.name}~{mutation.name}", expect="reject",
+                               erratum=f"mutant: {mutation.models} ({mutation.field}, {key})",
+                               expect_kind=mutation.kinds[0], bench=(), **changed)

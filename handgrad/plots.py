@@ -60,7 +60,8 @@ def _log(values) -> np.ndarray:
 
 def taylor(t: TaylorResult) -> str:
     """The remainder r(h) against h, log-log: the fitted points, slope-1 and slope-2 guides
-    through the first fitted point, the round-off floor, and the steps whose stencil has a kink."""
+    (slope-2 and slope-3 for the second-order test) through the first fitted point, the
+    round-off floor, and the steps whose stencil has a kink."""
     with matplotlib.rc_context(STYLE):
         fig = _figure(5.4, 3.6)
         ax = fig.add_subplot()
@@ -77,7 +78,7 @@ def taylor(t: TaylorResult) -> str:
             ax.plot(logh[fit], logr[fit], "o", ms=6, mfc="none", mec="k", label="fitted")
             x0, y0 = logh[fit[0]], logr[fit[0]]
             span = np.array([np.nanmin(logh), np.nanmax(logh)])
-            for slope, style in ((1, ":"), (2, "-.")):
+            for slope, style in ((t.order, ":"), (t.order + 1, "-.")):
                 ax.plot(span, y0 + slope * (span - x0), style, color=COLOURS[slope],
                         lw=1, label=f"slope {slope}")
         finite = logr[np.isfinite(logr)]
@@ -86,11 +87,38 @@ def taylor(t: TaylorResult) -> str:
         _decades(ax, "x")
         _decades(ax, "y")
         ax.set_xlabel("step h")
-        ax.set_ylabel("|S(p+hv) - S(p) - h<g,v>|")
+        second = t.order == 2
+        ax.set_ylabel("|S(p+hv) - S(p) - h<g,v>" + (" - h²/2<v,Hv>|" if second else "|"))
         slope = "" if math.isnan(t.slope) else f": slope {t.slope:.2f}"
-        ax.set_title(f"Taylor remainder{slope} ({t.status})")
+        what = "Second-order Taylor remainder" if second else "Taylor remainder"
+        ax.set_title(f"{what}{slope} ({t.status})")
         ax.legend(loc="lower right")
-    return image(fig, f"Taylor remainder against h, {t.status}")
+    return image(fig, f"{what} against h, {t.status}")
+
+
+def identity(title: str, xlabel: str, ylabel: str, x: np.ndarray, y: np.ndarray,
+             magnitude: np.ndarray, rtol: float) -> str:
+    """Two sides of an identity between hand linearisations (the dot-product test, the symmetry
+    of H v), one point per probe pair, against the diagonal they must lie on; the title gives
+    the worst discrepancy relative to the magnitude of the terms, against the tolerance."""
+    x, y = np.ravel(x), np.ravel(y)
+    rel = np.abs(x - y) / np.maximum(np.ravel(magnitude), 1e-300)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(4.2, 3.6)
+        ax = fig.add_subplot()
+        span = max(float(np.abs(np.concatenate([x, y])).max(initial=0.0)), 1e-300) * 1.1
+        ax.plot([-span, span], [-span, span], "-", color="0.6", lw=1, label="equal")
+        bad = rel > rtol
+        ax.plot(x[~bad], y[~bad], "o", ms=5, color=COLOURS[0], label="pair within tolerance")
+        if bad.any():
+            ax.plot(x[bad], y[bad], "x", ms=7, color="crimson", label="pair off the diagonal")
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}: worst {rel.max(initial=0.0):.1e} (tolerance {rtol:.0e})")
+        ax.legend(loc="upper left", fontsize=7)
+    return image(fig, f"{title}: {'fails' if bad.any() else 'holds'}")
 
 
 def fd_sweep(sweeps: list[Sweep]) -> str:

@@ -46,11 +46,11 @@ def emit(out: Console, renderable) -> None:
     out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
-def _grid(name_width: int) -> Table:
+def _grid(name_width: int, linear: bool = False) -> Table:
     grid = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1), expand=False)
     grid.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
     grid.add_column(width=5, justify="right", no_wrap=True)
-    for heading, _, _ in digest.ORACLE_COLUMNS:
+    for heading, _, _ in digest.columns(linear):
         grid.add_column(width=SLOPE_WIDTH if heading == "taylor" else FIGURE_WIDTH,
                         justify="right", no_wrap=True, overflow="ellipsis")
     grid.add_column(no_wrap=True, overflow="ellipsis")
@@ -65,18 +65,20 @@ def verdict_text(report: Report) -> Text:
     return text
 
 
-def summary_line(report: Report, name_width: int) -> Table:
-    grid = _grid(name_width)
+def summary_line(report: Report, name_width: int, linear: bool = False) -> Table:
+    """One line: name, cases, the worst figure per oracle (with the jvp and hvp columns when
+    ``linear``), the verdict."""
+    grid = _grid(name_width, linear)
     figures = [Text(fig, style="red" if status in BAD and report.expect == "pass" else "")
-               for _, fig, status in digest.oracle_cells(report)]
+               for _, fig, status in digest.oracle_cells(report, linear)]
     grid.add_row(report.derivation, str(digest.case_count(report)), *figures,
                  verdict_text(report))
     return grid
 
 
-def header_line(name_width: int) -> Table:
-    grid = _grid(name_width)
-    grid.add_row("derivation", "cases", *(h for h, _, _ in digest.ORACLE_COLUMNS), "verdict",
+def header_line(name_width: int, linear: bool = False) -> Table:
+    grid = _grid(name_width, linear)
+    grid.add_row("derivation", "cases", *(h for h, _, _ in digest.columns(linear)), "verdict",
                  style="bold")
     return grid
 
@@ -159,8 +161,10 @@ class Display:
     """What ``handgrad check`` prints while it runs and at the end."""
 
     def __init__(self, names: Sequence[str], verbose: bool = False, lines: bool = True,
-                 doing: str = "checking"):
+                 doing: str = "checking", linear: bool = False):
+        """``linear``: some record has a hand jvp or hvp (the line gets their columns)."""
         self.out = console()
+        self.linear = linear
         self.verbose = verbose
         self.lines = lines
         self.doing = doing
@@ -197,9 +201,9 @@ class Display:
         if not self.lines:
             return
         if not self.headed:
-            emit(self.out, header_line(self.name_width))
+            emit(self.out, header_line(self.name_width, self.linear))
             self.headed = True
-        emit(self.out, summary_line(report, self.name_width))
+        emit(self.out, summary_line(report, self.name_width, self.linear))
 
     def close(self, reports: Sequence[Report], elapsed: float) -> None:
         """The blocks (every report with ``verbose``, else the unexpected ones) and the

@@ -1,5 +1,6 @@
 """No false alarms: at least 5,000 seeded cases over every right record (this repository's
-derivations, the course-style corpus, the kinked layers), float64 and float32, every oracle.
+derivations, the course-style corpus, the kinked layers, the records with hand JVPs and HVPs of
+tests/linear_records.py), float64 and float32, every oracle (the jvp and hvp checks included).
 Slow: run with ``pytest -m slow`` (``--grad-seed S`` draws another 5,000; ``-n 2`` halves the
 wait)."""
 
@@ -13,7 +14,7 @@ import handgrad
 from handgrad.cases import sample_cases
 from handgrad.check import check_case
 from handgrad.report import reproduce_command
-from tests import corpus, kinky
+from tests import corpus, kinky, linear_records
 
 SWEEP_SEED = 20261127
 SWEEP_CASES = 5000
@@ -21,7 +22,7 @@ SWEEP_CASES = 5000
 
 def right_records() -> list[handgrad.Derivation]:
     return ([r for r in handgrad.derivations() if r.expect == "pass"] + list(corpus.RIGHT)
-            + list(kinky.KINKY))
+            + list(kinky.KINKY) + list(linear_records.RIGHT))
 
 
 RIGHT = right_records()

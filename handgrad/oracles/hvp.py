@@ -3,24 +3,21 @@ in float64 and float32, with a random upstream gradient, so that an hvp ignoring
 
 from __future__ import annotations
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
 from handgrad.linear_hand import LinearContractError
 from handgrad.linear_reference import reference_hvp
 from handgrad.oracles.base import Oracle
-from handgrad.oracles.linear import SECOND, broken, directions, float32_allowance
+from handgrad.oracles.linear import broken, float32_allowance, hand_hvp
 from handgrad.tolerances import tolerance
 
 
 def hvp(run: CaseRun) -> None:
     record = run.record
-    v = directions(run, SECOND)
     try:
-        hv = linear_hand.hvp(run, run.dout, v)
+        v, hv = hand_hvp(run)
     except LinearContractError as exc:
         broken(run, "hvp", exc)
         return
-    run.linear["hvp"] = (v, hv)
     if record.reference is None and record.hvp_reference is None:
         if run.dtype == "float64":
             run.result("hvp", "(reference)", "skipped",

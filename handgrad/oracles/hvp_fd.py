@@ -13,14 +13,16 @@ from handgrad.caserun import CaseRun
 from handgrad.line_fd import step
 from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
-from handgrad.oracles.linear import broken, judge_line, line_derivative
+from handgrad.oracles.linear import broken, hand_hvp, judge_line, line_derivative
 from handgrad.tolerances import tolerance
 
 
 def hvp_fd(run: CaseRun) -> None:
-    if "hvp" not in run.linear:
-        return  # the hvp broke its contract: its row says why
-    v, hv = run.linear["hvp"]
+    try:
+        v, hv = hand_hvp(run)
+    except LinearContractError as exc:
+        broken(run, "hvp-fd", exc)
+        return
     point = {k: np.asarray(run.inputs[k], np.float64) for k in v}
 
     def gradient_at(t: float) -> dict[str, np.ndarray]:
@@ -34,7 +36,7 @@ def hvp_fd(run: CaseRun) -> None:
         return
     run.linear["hvp-fd"] = est
     judge_line(run, "hvp-fd", hv, est, tolerance("float64", "fd", run.record.tolerances),
-               "central differences of the hand backward along v")
+               "central differences of the hand backward along v", bracket=False)
 
 
 ORACLE = Oracle("hvp-fd", "central differences of the backward", hvp_fd,

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
 from handgrad.linear_hand import LinearContractError
 from handgrad.linear_reference import reference_jvp
 from handgrad.oracles.base import Oracle
-from handgrad.oracles.linear import TANGENT, broken, directions, float32_allowance
+from handgrad.oracles.linear import broken, float32_allowance, hand_jvp
 from handgrad.tolerances import tolerance
 
 
 def jvp(run: CaseRun) -> None:
     record = run.record
-    v = directions(run, TANGENT)
     try:
-        out_tangent, inter = linear_hand.jvp(run, v)
+        v, out_tangent, inter = hand_jvp(run)
     except LinearContractError as exc:
         broken(run, "jvp", exc)
         return
-    run.linear["jvp"] = (v, out_tangent)
     if record.reference is None:
         if run.dtype == "float64":
             run.result("jvp", "(reference)", "skipped",

@@ -11,15 +11,19 @@ import numpy as np
 from handgrad.caserun import CaseRun
 from handgrad.compare import compare
 from handgrad.fd import COMPLEX_STEP
+from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.jvp_fd import along_tangent
+from handgrad.oracles.linear import broken, hand_jvp
 from handgrad.tolerances import tolerance
 
 
 def jvp_complex_step(run: CaseRun) -> None:
-    if "jvp" not in run.linear:
+    try:
+        v, out_tangent, _ = hand_jvp(run)
+    except LinearContractError as exc:
+        broken(run, "jvp-complex-step", exc)
         return
-    v, out_tangent = run.linear["jvp"]
     args = {k: (np.array(x, dtype=np.complex128) if k in v else x.copy())
             for k, x in run.inputs.items()}
     for k in v:

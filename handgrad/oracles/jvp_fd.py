@@ -8,8 +8,9 @@ import numpy as np
 
 from handgrad.caserun import CaseRun
 from handgrad.line_fd import step
+from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
-from handgrad.oracles.linear import judge_line, line_derivative
+from handgrad.oracles.linear import broken, hand_jvp, judge_line, line_derivative
 from handgrad.tolerances import tolerance
 
 
@@ -27,14 +28,16 @@ def along_tangent(run: CaseRun, v: dict[str, np.ndarray]):
 
 
 def jvp_fd(run: CaseRun) -> None:
-    if "jvp" not in run.linear:
-        return  # the jvp broke its contract or did not run: the jvp row says why
-    v, out_tangent = run.linear["jvp"]
+    try:
+        v, out_tangent, _ = hand_jvp(run)
+    except LinearContractError as exc:
+        broken(run, "jvp-fd", exc)
+        return
     est = along_tangent(run, v)
     run.linear["jvp-fd"] = est
     judge_line(run, "jvp-fd", {"(output)": out_tangent}, est,
                tolerance("float64", "fd", run.record.tolerances),
-               "central differences of the forward along the tangent")
+               "central differences of the forward along the tangent", bracket=True)
 
 
 ORACLE = Oracle("jvp-fd", "central differences along the tangent", jvp_fd,

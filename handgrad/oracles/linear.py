@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from handgrad import line_fd
+from handgrad import line_fd, linear_hand
 from handgrad.caserun import CaseRun
 from handgrad.cases import full_dims
 from handgrad.compare import compare
@@ -32,6 +32,24 @@ def directions(run: CaseRun, purpose: int, index: int = 0) -> dict[str, np.ndarr
     rng = np.random.default_rng([run.case.data_seed, purpose, index])
     return {k: rng.standard_normal(np.shape(run.inputs[k])).astype(run.dtype)
             for k in run.record.differentiable}
+
+
+def hand_jvp(run: CaseRun) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(v, tangent of out, {intermediate: tangent}) of the hand jvp along the case's tangent,
+    computed once per run (raises :class:`LinearContractError`)."""
+    if "jvp" not in run.linear:
+        v = directions(run, TANGENT)
+        run.linear["jvp"] = (v, *linear_hand.jvp(run, v))
+    return run.linear["jvp"]
+
+
+def hand_hvp(run: CaseRun) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(v, H v) of the hand hvp along the case's direction with the case's dout, computed once
+    per run (raises :class:`LinearContractError`)."""
+    if "hvp" not in run.linear:
+        v = directions(run, SECOND)
+        run.linear["hvp"] = (v, linear_hand.hvp(run, run.dout, v))
+    return run.linear["hvp"]
 
 
 def upstream_like(run: CaseRun, shape: tuple, purpose: int, index: int = 0) -> np.ndarray:
@@ -59,12 +77,16 @@ def float32_allowance(run: CaseRun, reference: Callable[[str], dict[str, np.ndar
 
 
 def judge_line(run: CaseRun, check: str, tensors: dict[str, np.ndarray], est: Estimate,
-               tol: dict, method: str) -> None:
+               tol: dict, method: str, bracket: bool) -> None:
     """Hand values (``tensors``, in order, flattened into ``est``) against a finite-difference
     estimate along a line, one result per tensor: wrong beyond the estimate's error bound is a
-    failure; an estimate whose own bound exceeds the tolerance, or an entry whose stencil still
-    straddles a kink after shrinking with the hand value outside the one-sided differences, is
-    unreliable (no verdict); an entry on a kink with the hand value between them passes."""
+    failure; an estimate whose own bound exceeds the tolerance is unreliable (no verdict).
+
+    An entry whose stencil still straddles a kink after shrinking: with ``bracket`` (phi is
+    continuous with a jump in its slope there, as the output along a tangent), its one-sided
+    differences are the one-sided derivatives, and a hand value between them passes, outside
+    them is no verdict; without (phi itself jumps, as a relu network's gradient), the one-sided
+    differences grow like 1/h and bracket anything: no verdict there at all."""
     start = 0
     for key, hand in tensors.items():
         n = hand.size
@@ -76,16 +98,18 @@ def judge_line(run: CaseRun, check: str, tensors: dict[str, np.ndarray], est: Es
         notes = [method]
         if part.kink.any():
             notes.append(f"{int(part.kink.sum())} entries still straddle a kink at the smallest "
-                         "step (a relu or max changing side within 1e-8 of the point): judged "
-                         "between their one-sided differences")
+                         "step (a relu or max changing side within 1e-8 of the point): " +
+                         ("judged between their one-sided differences" if bracket else
+                          "the gradient jumps there, so no verdict on them"))
         if undecidable.any():
             notes.append(f"the estimate is unreliable at {int(undecidable.sum())} entries (its "
                          "error bound, from round-off, exceeds the tolerance): not a verdict")
         if outside.any():
             notes.append(f"at {int(outside.sum())} entries on a kink the hand value lies outside "
                          "the one-sided differences: no verdict")
+        unjudged = part.kink if not bracket else outside
         status = ("fail" if wrong.any() else
-                  "unreliable" if undecidable.any() or outside.any() else "pass")
+                  "unreliable" if undecidable.any() or unjudged.any() else "pass")
         scale = max(float(np.abs(part.value).max(initial=0.0)),
                     float(np.abs(flat).max(initial=0.0)))
         reference = np.where(part.kink, flat, part.value)
