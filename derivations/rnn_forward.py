@@ -129,6 +129,7 @@ def make_jvp(f: str, loss: str, name: str = "", **changes) -> Derivation:
         "intermediate_shapes": rnn.SHAPES,
         "jvp": jvp,
         "jvp_intermediates": ("z", "h", "a"),
+        "output": (),
         "tags": {"z": "RF1", "h": "RF2", "a": "RF3"},
         "variant": {"f": f, "loss": loss, "mode": "forward (tangents through time)"},
         "flops": None,
