@@ -28,7 +28,8 @@ def gauss_newton_product(dout, v: Mapping[str, np.ndarray], c: mlp.Cache,
     """G v for S = dout * L, keyed like v. ``coupling`` and ``decay`` scale the -p p^T part of
     the softmax Hessian and the decay term: 1 is right, other values transcribe mistakes.
 
-    ``da2_dot`` is the Markdown's a2-bar-dot, ``dz_gn`` and ``da1_gn`` its z-bar-G and a1-bar-G.
+    ``da2_dot`` is the Markdown's a2-bar-dot, ``dz_gn`` and ``da1_gn`` its h-bar-G and a1-bar-G
+    (the code keeps mlp.py's name z for the hidden activation h).
     """
     a2_dot = mlp_hvp.forward_tangents(v, c).a2                       # (GN1) J v
     p = c.yhat
