@@ -8,6 +8,7 @@ import pytest
 from hypothesis import settings
 
 import handgrad
+from handgrad.bench import machine
 from handgrad.bench import summary as bench_summary
 
 settings.register_profile("handgrad", deadline=None, derandomize=True, database=None)
@@ -28,8 +29,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("bench_case", params)
 
 
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Saved benchmark runs (``--benchmark-save``) record the SIMD level, the BLAS libraries with
+    the kernels they chose and the thread counts, beside pytest-benchmark's own CPU fields."""
+    machine_info["handgrad"] = machine()
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """hand/autograd median-time ratio, GFLOP/s and roof fraction of every benchmark group."""
+    """The machine, then hand/autograd median-time ratio, GFLOP/s and roof fraction of every
+    benchmark group, then the cost exponent of every scaling series."""
     session = getattr(config, "_benchmarksession", None)
     lines = bench_summary(getattr(session, "benchmarks", []) or [])
     if lines:

@@ -8,12 +8,20 @@ the start and at the end of the run); the best of their medians is the machine's
 that session, and each hand kernel is reported as a fraction of it.
 Everything comes from the same run, so a busy machine lowers the roof along with the kernels.
 Because the tags travel in ``extra_info``, they are saved with ``--benchmark-save`` too.
+
+A ratio depends on the machine (an AVX-512 CPU or another BLAS kernel moves it a lot), so the
+summary opens with the machine it ran on (:func:`machine`). Benchmarks that time one computation
+at growing sizes tag ``series`` and ``size``; the summary fits each series' cost exponent
+(:func:`cost_exponent`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 SIDES = ("hand", "autograd")
 
@@ -60,13 +68,114 @@ def _rate(value: float | None) -> str:
     return "     -" if value is None else f"{value:6.1f}"
 
 
+def cpu_model(cpuinfo: str) -> str:
+    """The first ``model name`` of a /proc/cpuinfo text, or "unknown"."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return "unknown"
+
+
+def simd_level(cpuinfo: str) -> str:
+    """The widest vector instruction set in the ``flags`` of a /proc/cpuinfo text: "avx512"
+    (with avx512f), "avx2", "avx", "sse4.2" or "unknown"."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            break
+    for flag, level in (("avx512f", "avx512"), ("avx2", "avx2"), ("avx", "avx"),
+                        ("sse4_2", "sse4.2")):
+        if flag in flags:
+            return level
+    return "unknown"
+
+
+def _numpy_blas() -> str:
+    """NumPy's BLAS with the kernel it chose and its threads (threadpoolctl where installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')} (kernel unknown: install " \
+            "threadpoolctl)"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return "; ".join(f"{p['internal_api']} {p.get('version') or ''} kernel "
+                     f"{p.get('architecture') or '?'}, {p['num_threads']} threads"
+                     for p in pools) or "none found"
+
+
+def _torch_backend() -> str:
+    """torch's CPU capability (its vector kernels), BLAS and intra-op threads."""
+    import torch
+
+    blas = next((line.strip() for line in torch.__config__.parallel_info().splitlines()
+                 if "Math Kernel Library" in line or "OpenBLAS" in line), "BLAS unknown")
+    return f"torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}, " \
+        f"{blas}, {torch.get_num_threads()} threads"
+
+
+def machine(cpuinfo_path: str | Path = "/proc/cpuinfo") -> dict[str, str]:
+    """What the benchmarks ran on: CPU model, SIMD level, cores, NumPy's BLAS and kernel,
+    torch's kernels and BLAS, thread counts. Unknown parts say "unknown"."""
+    try:
+        cpuinfo = Path(cpuinfo_path).read_text()
+    except OSError:
+        cpuinfo = ""
+    return {"cpu": cpu_model(cpuinfo), "simd": simd_level(cpuinfo),
+            "cores": str(os.cpu_count() or "unknown"), "numpy": _numpy_blas(),
+            "torch": _torch_backend()}
+
+
+def machine_lines(info: Mapping[str, str]) -> list[str]:
+    return [f"machine: {info['cpu']}, {info['simd']}, {info['cores']} cores",
+            f"numpy BLAS: {info['numpy']}", f"torch: {info['torch']}"]
+
+
+def cost_exponent(sizes: Iterable[float], seconds: Iterable[float]) -> float:
+    """The least-squares slope of log(seconds) against log(size): p in seconds ~ size^p.
+
+    Needs at least two distinct sizes and positive times.
+    """
+    xs = [math.log(s) for s in sizes]
+    ys = [math.log(t) for t in seconds]
+    if len(xs) != len(ys) or len(set(xs)) < 2:
+        raise ValueError("cost_exponent needs times at two or more distinct sizes")
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def scaling_lines(benchmarks: Iterable) -> list[str]:
+    """Per ``series`` tag: the median at each ``size`` and the fitted cost exponent."""
+    series: dict[str, dict[float, float]] = {}
+    for bench in benchmarks:
+        info = getattr(bench, "extra_info", None) or {}
+        stats = getattr(bench, "stats", None)
+        if "series" in info and "size" in info and stats is not None and stats.rounds:
+            series.setdefault(info["series"], {})[info["size"]] = stats.median
+    lines = []
+    for name, points in sorted(series.items()):
+        sizes = sorted(points)
+        times = ", ".join(f"{s:g}: {points[s] * 1e3:.3f} ms" for s in sizes)
+        exponent = (f"exponent {cost_exponent(sizes, [points[s] for s in sizes]):.2f}"
+                    if len(sizes) > 1 else "exponent - (one size)")
+        lines.append(f"{name}: {exponent} over sizes {times}")
+    return lines
+
+
 def summary(benchmarks: Iterable) -> list[str]:
     """Lines of the summary table; empty when no tagged benchmark ran.
 
     Per group holding one hand and one autograd benchmark: median milliseconds of each, the
     ratio hand / autograd, GFLOP/s of each, and the hand GFLOP/s as a fraction of the GEMM rate
-    of its dtype (``roof``). A line per roof benchmark first says what the roof was.
+    of its dtype (``roof``). A line per roof benchmark first says what the roof was. The
+    machine's lines open the table, and each scaling series closes it with its exponent.
     """
+    benchmarks = list(benchmarks)
     measured = timings(benchmarks)
     rates = gemm_rates(measured)
     lines = [f"{t.group:28s} {t.library:8s} {t.median * 1e3:9.3f} ms {_rate(t.gflops)} GFLOP/s"
@@ -89,4 +198,5 @@ def summary(benchmarks: Iterable) -> list[str]:
         lines.append(f"{group:60s} {hand.median * 1e3:9.3f} {auto.median * 1e3:11.3f} "
                      f"{hand.median / auto.median:6.2f} {_rate(hand.gflops):>9s} "
                      f"{_rate(auto.gflops):>9s} {fraction}")
-    return lines
+    lines += scaling_lines(benchmarks)
+    return machine_lines(machine()) + lines if lines else []
