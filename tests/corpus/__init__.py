@@ -4,7 +4,8 @@ and wrong versions carrying real mistakes, wrapped by :mod:`handgrad.adapt`.
 Styles (one module each): ``(out, cache)`` pairs (:mod:`.activations`, :mod:`.dense`,
 :mod:`.conv`, :mod:`.recurrent`), loss-and-gradient functions (:mod:`.losses`, with
 :mod:`.logistic_globals` keeping its parameters as module globals) and class layers
-(:mod:`.classes`). The references are in :mod:`.reference`, in PyTorch.
+(:mod:`.classes`; :mod:`.stateful` for layers that keep bookkeeping in backward). The references
+are in :mod:`.reference`, in PyTorch.
 
 The records live under ``tests/``, not ``derivations/``: ``handgrad check`` never lists them.
 Check one with ``python -m tests.corpus NAME [--dims ... --data-seed ...]``.
@@ -12,10 +13,10 @@ Check one with ``python -m tests.corpus NAME [--dims ... --data-seed ...]``.
 
 from __future__ import annotations
 
-from tests.corpus import activations, classes, conv, dense, losses, recurrent
+from tests.corpus import activations, classes, conv, dense, losses, recurrent, stateful
 
 STYLES = {"pair": (activations, dense, conv, recurrent), "loss": (losses,),
-          "layer": (classes,)}
+          "layer": (classes, stateful)}
 RIGHT = [r for modules in STYLES.values() for m in modules for r in m.RIGHT]
 WRONG = [r for modules in STYLES.values() for m in modules for r in m.WRONG]
 BY_NAME = {r.name: r for r in RIGHT + WRONG}
