@@ -13,6 +13,7 @@ import numpy as np
 
 from handgrad import oracles, reconcile
 from handgrad.autograd import OutputShapeError, autograd_oracle
+from handgrad.blame import output_shape_behind_exception
 from handgrad.cases import Case, build_inputs, full_dims, sample_cases, upstream
 from handgrad.compare import compare
 from handgrad.contract import HandRun, raised, run_hand
@@ -194,6 +195,7 @@ def _start(record: Derivation, case: Case, dtype: str) -> tuple[CaseRun | None, 
         return error("sampling inputs", exc, "check samplers, dims and derive")
     with np.errstate(all="ignore"):
         hand = run_hand(record, inputs, lambda shape: upstream(shape, case, dtype), dtype)
+    output_shape_behind_exception(record, inputs, dtype, hand)
     return CaseRun(record, case, dtype, inputs, hand.dout, hand), None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 import types
 from collections.abc import Mapping
@@ -149,9 +150,9 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
         run.add("(backward)", *raised("backward", exc, ""), True)
         return out, None
     if _digest(up) != _digest(run.dout):
-        run.add("(upstream)", "mutated-upstream", "backward wrote into its upstream gradient "
-                "dout; compute into a new array (dx = dout * ..., not dout *= ... or "
-                "dout[mask] = 0)")
+        run.add("(upstream)", "mutated-upstream", f"backward wrote into its upstream gradient "
+                f"{_written_part(record, result[1], up, run.dout)}; compute into a new array "
+                "(dx = dout * ..., not dout *= ... or dout[mask] = 0)")
     for k in args:
         if _changed(pristine[k], args[k]) and not any(p[0] == k for p in run.problems):
             run.add(k, "mutated-input", f"backward wrote into input {k!r} (through the cache); "
@@ -231,6 +232,26 @@ def _is_int(text: str) -> bool:
     return text.lstrip("-").isdigit() or bool(re.fullmatch(r"np\.int\d+\(-?\d+\)", text))
 
 
+def _written_part(record: Derivation, cache, after: np.ndarray, before: np.ndarray) -> str:
+    """Which upstream gradient was written: of several outputs joined into one (an adapter's
+    ``outputs=``), the ones whose part of ``dout`` changed, by name."""
+    shapes = getattr(cache, "out_shapes", None)
+    if not shapes or len(shapes) < 2 or after.shape != before.shape:
+        return "dout"
+    names = record.output_names if len(record.output_names) == len(shapes) else \
+        tuple(f"output {i}" for i in range(len(shapes)))
+    ends = np.cumsum([0, *(math.prod(s) for s in shapes)])
+    changed = np.ravel(_different(after, before))
+    written = [f"d{n}" if n.isidentifier() else f"the gradient of {n}"
+               for n, lo, hi in zip(names, ends[:-1], ends[1:]) if changed[lo:hi].any()]
+    return (f"{' and '.join(written)} (of the {len(shapes)} upstream gradients "
+            f"{', '.join(names)})")
+
+
+def _different(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return ~((a == b) | (np.isnan(a) & np.isnan(b)))
+
+
 def _dtype_problem(run: HandRun, tensor: str, what: str, got: np.dtype, dtype: str,
                    strict: bool) -> bool:
     """Check one returned dtype against the inputs' float dtype; True when the value is usable.
@@ -261,9 +282,9 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout, dtype: 
     of the output's shape that makes it."""
     run = HandRun()
     out, grads = call_hand(record, inputs, dout, run)
+    run.out = out
     if run.fatal:
         return run
-    run.out = out
     if np.issubdtype(out.dtype, np.floating):
         _dtype_problem(run, "(output)", "the forward's output", out.dtype, dtype,
                        record.strict_dtype)

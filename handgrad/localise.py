@@ -38,9 +38,12 @@ def localise(record: Derivation, report: Report) -> list[str]:
     lines = []
     order = (*record.intermediates, *record.differentiable)
     by_key = {(r.dtype, r.tensor): r for r in results if r.check == "autograd"}
+    headline = _forward_disagrees(results, by_key)
+    if headline:
+        lines.append(f"case {case} data-seed {seed} float64: {headline}")
     for dtype in ("float64", "float32"):
         wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
-        if not wrong:
+        if not wrong or headline:
             continue
         k = wrong[0]
         r = by_key[(dtype, k)]
@@ -55,6 +58,28 @@ def localise(record: Derivation, report: Report) -> list[str]:
         break
     lines.append(f"  reproduce: {reproduce_command(record.name, case, seed, path_hint(record))}")
     return lines
+
+
+def _forward_disagrees(results: list[Result], by_key: dict) -> str:
+    """The headline when the hand backward agrees with finite differences of the hand forward
+    in float64 while autograd disagrees: the gradients are right for the NumPy forward, and it
+    is the forward that differs from the reference."""
+    fd = [r for r in results if r.check == "fd" and r.dtype == "float64"
+          and r.tensor != "(all)"]
+    failing = [k for (dtype, k), r in by_key.items() if dtype == "float64" and not r.passed]
+    forward = next((r for r in results if r.check == "forward" and r.dtype == "float64"
+                    and not r.passed), None)
+    how = f" [{forward.kind}: {forward.message}]" if forward is not None else ""
+    if forward is not None and by_key and not failing:
+        return (f"the forward disagrees with the reference{how}, while every gradient matches "
+                "autograd: fix the forward's value (the finite-difference and Taylor failures "
+                "differentiate the NumPy forward, so they follow from it)")
+    if not fd or not failing or not all(r.status == "pass" for r in fd):
+        return ""
+    return (f"the forward disagrees with the reference{how}; the backward is right for the "
+            "NumPy forward (finite differences of it agree), so autograd's "
+            f"{', '.join('dL/d' + k for k in failing)} differ: fix the forward (or the "
+            "reference, if it is the one that is wrong)")
 
 
 def smallest_failing(record: Derivation, report: Report,

@@ -142,6 +142,10 @@ class Derivation:
         are ``mutated-cache`` when a second backward on the same cache would return other
         gradients (``x *= mask``), and a warning when it would not; a change to the forward's
         output or to an input is always a failure (the next or the previous layer holds it).
+    output_names:
+        For an ``out`` that joins several outputs (flattened and concatenated, as
+        :func:`handgrad.adapt.layer` does with ``outputs=``): their names in order, so that a
+        message can say which output's upstream gradient backward wrote into. Adapters set it.
     output:
         Optional symbolic shape of ``out`` (``("N", "M")``; ``()`` for a scalar loss). When the
         NumPy forward and the reference disagree on the output's shape, it says which is wrong.
@@ -196,6 +200,7 @@ class Derivation:
     strict_dtype: bool = False
     zero_grads: Mapping[str, str] = field(default_factory=dict)
     writes: frozenset[str] = frozenset()
+    output_names: tuple[str, ...] = ()
     output: tuple[str | int, ...] | None = None
     flops: Callable[[Mapping[str, int]], float] | None = None
     figures: Mapping[str, Callable[[Mapping[str, Any]], tuple[Any, Any]]] = field(

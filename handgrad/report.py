@@ -228,7 +228,7 @@ def remember_record(report: Report, record) -> None:
 
 
 def _fmt(v: float) -> str:
-    return "-" if not math.isfinite(v) else f"{v:.2e}"
+    return "-" if math.isnan(v) else f"{v:.2e}"
 
 
 def render_table(results: list[Result]) -> list[str]:

@@ -113,7 +113,7 @@ def results_table(results: Sequence[Result]) -> Table:
 
 
 def _fmt(v: float) -> str:
-    return "-" if v != v or v in (float("inf"), float("-inf")) else f"{v:.2e}"
+    return "-" if v != v else f"{v:.2e}"
 
 
 def block(out: Console, report: Report, verbose: bool = False) -> None:
