@@ -21,6 +21,7 @@ from handgrad.coverage import coverage, live_fraction
 from handgrad.diagnose import diagnose, diagnose_shape
 from handgrad.discovery import find
 from handgrad.localise import localise, smallest_failing
+from handgrad.randomness import caller_state_kept, seeded_per_call
 from handgrad.record import CHECKS, Derivation
 from handgrad.report import Report, Result, remember_record
 from handgrad.tolerances import tolerance
@@ -141,7 +142,8 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
 def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
     """All checks of one case, float64 then float32. Never raises."""
     try:
-        return _check_case(record, case, set(checks))
+        with caller_state_kept():
+            return _check_case(seeded_per_call(record, case.data_seed), case, set(checks))
     except Exception as exc:  # noqa: BLE001 - the last net: report, never crash the suite
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
