@@ -13,13 +13,15 @@ from handgrad.report import Report, Result, case_dims, reproduce_command
 
 
 def path_hint(record: Derivation) -> str:
-    """The ``--path`` a reproduce command needs: the record's file, unless the configured paths
-    find it anyway."""
+    """The ``--path`` a reproduce command needs: the record's file, unless the one configured
+    path finds it anyway (with several configured paths, one folder per student, a name may
+    be defined in more than one, and ``handgrad check NAME`` alone would refuse it)."""
     if not record.origin:
         return ""
     origin = Path(record.origin).resolve()
     cfg = config.load()
-    if any(origin == p.resolve() or origin.parent == p.resolve() for p in cfg.paths):
+    if len(cfg.paths) == 1 and any(origin == p.resolve() or origin.parent == p.resolve()
+                                   for p in cfg.paths):
         return ""
     try:
         return str(origin.relative_to(Path.cwd()))

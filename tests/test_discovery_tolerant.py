@@ -49,3 +49,25 @@ def test_a_run_that_checked_nothing_is_not_a_success(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "nothing was checked" in out and "as expected" not in out
     assert "nothing was checked" in err
+
+
+def test_the_reproduce_command_names_the_path_unless_one_configured_path_finds_it(
+        tmp_path, monkeypatch):
+    """Under pytest, with one folder per student configured, a record name can repeat: the
+    reproduce command gives --path."""
+    import dataclasses
+
+    from handgrad.localise import path_hint
+    from tests.test_broken import LINEAR
+
+    for student in ("alice", "bob"):
+        (tmp_path / student).mkdir()
+        (tmp_path / student / "layers.py").write_text("")
+    record = dataclasses.replace(LINEAR, origin=str(tmp_path / "alice" / "layers.py"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.handgrad]\npaths = ["alice", "bob"]\n')
+    assert path_hint(record) == "alice/layers.py"
+    (tmp_path / "pyproject.toml").write_text('[tool.handgrad]\npaths = ["alice"]\n')
+    assert path_hint(record) == ""
+    elsewhere = dataclasses.replace(LINEAR, origin=str(tmp_path / "bob" / "layers.py"))
+    assert path_hint(elsewhere) == "bob/layers.py"
