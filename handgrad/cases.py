@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +82,34 @@ def dims_strategy(record: Derivation) -> st.SearchStrategy[dict[str, int]]:
     return steered()
 
 
+@contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Hypothesis (6.131 on) mixes constants read from the caller's local modules into its
+    draws and caches them under ``.hypothesis/constants`` in the working directory: the cases
+    of a seed would then depend on which modules happen to be imported (a plain ``pytest`` run
+    imports others than ``handgrad check``), and the disk access during pytest's collection
+    warns (``HypothesisSideeffectWarning``) in a project that holds other code. handgrad's
+    cases are a function of the seed alone: no local constants while it draws. Where a
+    Hypothesis version lacks this machinery, nothing is changed."""
+    try:
+        providers = importlib.import_module("hypothesis.internal.conjecture.providers")
+    except ImportError:
+        providers = None
+    scan = getattr(providers, "_get_local_constants", None)
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", None)
+    empty = getattr(providers, "Constants", None)
+    if scan is None or cache is None or empty is None:
+        yield
+        return
+    cache.clear()
+    providers._get_local_constants = empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = scan
+        cache.clear()
+
+
 def _draw(strategy: st.SearchStrategy, seed: int, count: int) -> list:
     """``count`` examples of ``strategy``, reproducibly from ``seed`` (Hypothesis' generator)."""
     drawn: list = []
@@ -91,7 +121,8 @@ def _draw(strategy: st.SearchStrategy, seed: int, count: int) -> list:
     def collect(example) -> None:
         drawn.append(example)
 
-    collect()
+    with _no_local_constants():
+        collect()
     return drawn
 
 

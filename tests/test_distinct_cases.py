@@ -101,3 +101,19 @@ def test_sampled_cases_lean_away_from_square_maps():
                if c.origin == "sampled"]
     non_square = np.mean([d["Ho"] != d["Wo"] for d in sampled])
     assert non_square > 0.5, f"{non_square:.0%} of {len(sampled)} sampled cases non-square"
+
+
+def test_drawing_cases_writes_nothing_and_ignores_the_callers_local_constants(tmp_path,
+                                                                              monkeypatch):
+    """Hypothesis would read constants out of the caller's modules into its draws and cache
+    them in .hypothesis/ (a side effect it warns about during pytest's collection)."""
+    import hypothesis.internal.conjecture.providers as providers
+
+    monkeypatch.chdir(tmp_path)
+    before = [c.dims for c in sample_cases(RIGHT, 5, 8)]
+    assert not (tmp_path / ".hypothesis").exists()
+    crowded = providers.Constants()
+    for v in (1, 2):
+        crowded.add(v)
+    monkeypatch.setattr(providers, "_get_local_constants", lambda: crowded)
+    assert [c.dims for c in sample_cases(RIGHT, 5, 8)] == before
