@@ -127,12 +127,12 @@ def _draw(strategy: st.SearchStrategy, seed: int, count: int) -> list:
 
 
 def _equal_pairs(record: Derivation, dims: Mapping[str, int]) -> tuple[int, ...] | None:
-    """How far ``dims`` is from distinct, least first: equal pairs within one tensor (a
-    square matrix, H = W) or of sampled dimensions of one range (those play one role: Ho and
-    Wo), counted with the dimensions left at 1 that could be 3 or more (a size-1 axis cannot
-    tell a sum from a copy); then the other dimensions left at 1 (where 1 or 2 is all the range
-    holds, a 1 is the only way to tell two apart); then equal pairs anywhere, derived dims
-    included. None when the record cannot derive its dims."""
+    """How far ``dims`` is from distinct, least first: dimensions left at 1 that could be 3 or
+    more (a size-1 axis cannot tell a sum from a copy, a mean from a sum over the batch); then
+    equal pairs within one tensor (a square matrix, H = W) or of sampled dimensions of one
+    range (those play one role: Ho and Wo); then the other dimensions left at 1 (where 1 or 2 is
+    all the range holds, a 1 is the only way to tell two apart); then equal pairs anywhere,
+    derived dims included. None when the record cannot derive its dims."""
     try:
         full = full_dims(record, dims)
     except Exception:  # noqa: BLE001 - a combination derive refuses is no candidate
@@ -147,7 +147,7 @@ def _equal_pairs(record: Derivation, dims: Mapping[str, int]) -> tuple[int, ...]
                 for p in equal)
     ones = [k for k, v in dims.items() if v == 1]
     rare = sum(record.dims[k][1] >= 3 for k in ones)
-    return (alike + sum(p in within for p in equal) + rare, len(ones) - rare, len(equal))
+    return (rare, alike + sum(p in within for p in equal), len(ones) - rare, len(equal))
 
 
 # Above this many combinations of candidate sizes, coordinate descent replaces the search.
@@ -205,9 +205,10 @@ def sample_cases(record: Derivation, seed: int = 0, count: int = 4) -> list[Case
     if wanted:
         pool = _draw(st.tuples(dims_strategy(record), st.integers(0, MAX_SEED)), seed, 4 * wanted)
         seen = {c.dims for c in cases}
-        # The drawn shapes with fewest equal pairs of one role first (stable: the draw's order
-        # breaks ties), so that a few cases are as distinct as the draw allows.
-        pool.sort(key=lambda drawn: (_equal_pairs(record, drawn[0]) or (0,))[:1])
+        # The drawn shapes with the fewest needless 1s, then the fewest equal pairs of one role
+        # first (stable: the draw's order breaks ties): a few cases as distinct as the draw
+        # allows.
+        pool.sort(key=lambda drawn: (_equal_pairs(record, drawn[0]) or (0, 0))[:2])
         fresh = [Case.of(d, s, "sampled") for d, s in pool]
         picked = [c for c in fresh if c.dims not in seen and not seen.add(c.dims)][:wanted]
         # A small dimension space runs out of new shapes: reuse shapes with new data then.

@@ -80,10 +80,12 @@ def test_the_right_pool_passes_on_the_same_cases():
 
 @pytest.mark.parametrize("ranges", [
     {"N": (1, 2), "D": (1, 2), "K": (1, 2)},
-    {"N": (2, 2), "D": (1, 3), "K": (3, 3)},
+    {"N": (2, 2), "D": (1, 2), "K": (3, 3)},
     {"N": (1, 8), "D": (1, 8), "K": (1, 8)},
 ])
 def test_the_distinct_case_makes_every_pair_that_can_differ_differ_inside_each_tensor(ranges):
+    """A size of 1 separates two dimensions only where their range holds no third size (a 1
+    where 3 was possible would hide a mean taken for a sum over that axis)."""
     record = handgrad.Derivation(name="matmul", forward=lambda x, W: (x @ W, (x, W)),
                                  backward=lambda d, c: {"x": d @ c[1].T, "W": c[0].T @ d},
                                  reference=lambda x, W: x @ W,
@@ -117,3 +119,12 @@ def test_drawing_cases_writes_nothing_and_ignores_the_callers_local_constants(tm
         crowded.add(v)
     monkeypatch.setattr(providers, "_get_local_constants", lambda: crowded)
     assert [c.dims for c in sample_cases(RIGHT, 5, 8)] == before
+
+
+def test_the_distinct_case_never_leaves_at_1_a_dimension_that_could_be_3():
+    record = handgrad.Derivation(name="matmul-batch", forward=lambda x, W: (x @ W, (x, W)),
+                                 backward=lambda d, c: {"x": d @ c[1].T, "W": c[0].T @ d},
+                                 reference=lambda x, W: x @ W,
+                                 inputs={"x": ("N", "D"), "W": ("D", "K")},
+                                 dims={"N": (1, 3), "D": (2, 2), "K": (3, 3)})
+    assert distinct_dims(record)["N"] >= 2
