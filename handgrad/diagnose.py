@@ -170,8 +170,9 @@ def _offset(h: np.ndarray, r: np.ndarray, rtol: float, atol: float,
         if np.all(np.abs(diff - diff.mean(axis=others, keepdims=True)) <= bound):
             name = _axis_name(axes, axis)
             return ("offset", f"hand - reference depends only on the index along {name}: an "
-                    f"offset per entry of {name} (a bias never added, added twice or with the "
-                    "wrong sign?)")
+                    f"offset per entry of {name}, a term the same along every other axis missing "
+                    "or extra (a bias never added or added twice; in a gradient, a sum over the "
+                    "batch such as a mean's path left out?)")
     return None
 
 
