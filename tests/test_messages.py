@@ -232,3 +232,11 @@ def test_a_bias_gradient_with_a_spare_axis_gets_a_reduction_or_size_one_hint():
     keepdims = handgrad.check(BY_NAME["linear-class-db-keepdims"], cases=2, shrink=False)
     assert keepdims.kind == "wrong-shape"
     assert "extra size-1 axis" in keepdims.kind_result.message
+
+
+def test_a_backward_of_the_wrong_shape_is_never_blamed_on_the_forward():
+    from tests.corpus import BY_NAME
+
+    report = handgrad.check(BY_NAME["conv-class-bias-per-position"], cases=2, shrink=False)
+    text = "\n".join(report.diagnoses)
+    assert "forward disagrees" not in text and "first wrong: dL/db" in text, text
