@@ -114,7 +114,7 @@ def fingerprint(obj, path: str = "cache") -> dict[str, tuple[object, str]]:
 
 def _cache_changes(before: dict, after: dict, inputs: list[np.ndarray]) -> list[str]:
     """Paths whose content changed (or vanished), leaving out the arrays that are (views of)
-    the inputs: those are reported as mutated-input on their own."""
+    ``inputs`` (the inputs and the forward's output): those are reported on their own."""
     def is_input(a) -> bool:
         return a is not None and any(np.may_share_memory(a, x) for x in inputs)
 
@@ -158,7 +158,9 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
             run.add(k, "mutated-input", f"backward wrote into input {k!r} (through the cache); "
                     "copy it before modifying")
     after = fingerprint(result[1])
-    changed = _cache_changes(before, after, list(args.values()))
+    # The forward's output, when the cache holds it, is reported once below, as the output.
+    shared = [*args.values(), *([result[0]] if isinstance(result[0], np.ndarray) else [])]
+    changed = _cache_changes(before, after, shared)
     if out_digest is not None and _digest(result[0]) != out_digest:
         run.add("(cache)", "mutated-cache", "backward wrote into the forward's output (in a "
                 "network it is the next layer's input): compute into new arrays (out * mask, "
