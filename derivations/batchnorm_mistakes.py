@@ -65,7 +65,7 @@ def mistake(name: str, text: str, kind: str, backward, spatial: bool = False, **
 
 RECORDS = [
     mistake("mean-path-dropped", "(B12) the mean treated as a constant: dL/dmu / m left out of "
-            "dL/dx (its direct term and its term through the variance)", "values",
+            "dL/dx (its direct term and its term through the variance)", "offset",
             mean_path_dropped, **staged_form(without="mu")),
     mistake("variance-path-dropped", "(B12) the variance treated as a constant: the term "
             "dL/dvar 2 (x - mu) / m left out of dL/dx", "values", variance_path_dropped,

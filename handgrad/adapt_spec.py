@@ -119,6 +119,7 @@ class Spec:
                fields: dict[str, Any]) -> Derivation:
         if self.outputs is not None and not self.multi:
             fields.setdefault("output", next(iter(self.outputs.values())))
+        fields.setdefault("output_names", tuple(self.outputs) if self.multi else ())
         return Derivation(name=self.name, forward=forward, backward=backward,
                           reference=None if reference is None else self.reference(reference),
                           inputs=self.inputs,

@@ -12,6 +12,7 @@ import numpy as np
 
 from handgrad import reconcile
 from handgrad.autograd import autograd_oracle
+from handgrad.blame import output_shape_behind_exception
 from handgrad.caserun import CaseRun, guarded
 from handgrad.cases import Case, build_inputs, sample_cases, upstream
 from handgrad.contract import raised, run_hand
@@ -19,6 +20,7 @@ from handgrad.coverage import coverage, live_fraction
 from handgrad.discovery import find
 from handgrad.localise import localise, smallest_failing
 from handgrad.oracles import REGISTRY
+from handgrad.randomness import caller_state_kept, seeded_per_call
 from handgrad.record import CHECKS, Derivation
 from handgrad.report import Report, Result, remember_record
 
@@ -81,7 +83,8 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
 def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
     """All checks of one case, float64 then float32. Never raises."""
     try:
-        return _check_case(record, case, set(checks))
+        with caller_state_kept():
+            return _check_case(seeded_per_call(record, case.data_seed), case, set(checks))
     except Exception as exc:  # noqa: BLE001 - the last net: report, never crash the suite
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
@@ -141,6 +144,7 @@ def start_case(record: Derivation, case: Case, dtype: str
         return error("sampling inputs", exc, "check samplers, dims and derive")
     with np.errstate(all="ignore"):
         hand = run_hand(record, inputs, lambda shape: upstream(shape, case, dtype), dtype)
+    output_shape_behind_exception(record, inputs, dtype, hand)
     return CaseRun(record, case, dtype, inputs, hand.dout, hand), None
 
 

@@ -152,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([{**r.as_dict(), "expect": rep.expect}
                           for rep in reports for r in rep.results], indent=1))
     else:
-        display.close(reports, elapsed)
+        display.close(reports, elapsed, len(broken))
     if args.html is not None:
         write_report(args.html, [r for _, r in chosen], reports, paths,
                      jobs=site.default_jobs(), seconds=elapsed, quiet=args.json)
+    if not reports:
+        problems.append("nothing was checked (no derivation found or chosen)")
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     ok = not problems and all(r.as_expected for r in reports)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,7 +114,7 @@ def fingerprint(obj, path: str = "cache") -> dict[str, tuple[object, str]]:
 
 def _cache_changes(before: dict, after: dict, inputs: list[np.ndarray]) -> list[str]:
     """Paths whose content changed (or vanished), leaving out the arrays that are (views of)
-    the inputs: those are reported as mutated-input on their own."""
+    ``inputs`` (the inputs and the forward's output): those are reported on their own."""
     def is_input(a) -> bool:
         return a is not None and any(np.may_share_memory(a, x) for x in inputs)
 
@@ -148,23 +150,108 @@ def call_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.nda
         run.add("(backward)", *raised("backward", exc, ""), True)
         return out, None
     if _digest(up) != _digest(run.dout):
-        run.add("(upstream)", "mutated-upstream", "backward wrote into its upstream gradient "
-                "dout; compute into a new array (dx = dout * ..., not dout *= ... or "
-                "dout[mask] = 0)")
+        run.add("(upstream)", "mutated-upstream", f"backward wrote into its upstream gradient "
+                f"{_written_part(record, result[1], up, run.dout)}; compute into a new array "
+                "(dx = dout * ..., not dout *= ... or dout[mask] = 0)")
     for k in args:
         if _changed(pristine[k], args[k]) and not any(p[0] == k for p in run.problems):
             run.add(k, "mutated-input", f"backward wrote into input {k!r} (through the cache); "
                     "copy it before modifying")
-    changed = _cache_changes(before, fingerprint(result[1]), list(args.values()))
+    after = fingerprint(result[1])
+    # The forward's output, when the cache holds it, is reported once below, as the output.
+    shared = [*args.values(), *([result[0]] if isinstance(result[0], np.ndarray) else [])]
+    changed = _cache_changes(before, after, shared)
     if out_digest is not None and _digest(result[0]) != out_digest:
-        changed.insert(0, "the forward's output")
-    if changed:
-        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4
-                                          else "")
-        run.add("(cache)", "mutated-cache", f"backward changed what forward left in its cache "
-                f"({shown}); a second backward on the same cache would differ: compute into "
-                "new arrays (x * mask, not x *= mask) instead of writing into cached ones")
+        run.add("(cache)", "mutated-cache", "backward wrote into the forward's output (in a "
+                "network it is the next layer's input): compute into new arrays (out * mask, "
+                "not out *= mask)")
+    undeclared = [p for p in changed if not _declared(p, record.writes)]
+    if undeclared:
+        grads = _judge_bookkeeping(record, result[1], run.dout, grads, undeclared, before,
+                                   after, run)
     return out, grads
+
+
+_NAMES = re.compile(r"\.([A-Za-z_]\w*)|\['([^']*)'\]")
+
+
+def _declared(path: str, writes: frozenset[str]) -> bool:
+    """Whether ``writes`` names ``path`` (``cache['t']``, ``cache.state.t``) by one of its
+    names or in full."""
+    return path in writes or any((a or b) in writes for a, b in _NAMES.findall(path))
+
+
+def _declaration(path: str) -> str:
+    names = [a or b for a, b in _NAMES.findall(path)]
+    return names[0] if names else path
+
+
+def _shown(paths: list[str]) -> str:
+    return ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+
+
+def _judge_bookkeeping(record: Derivation, cache, dout: np.ndarray, grads, changed: list[str],
+                       before: dict, after: dict, run: HandRun):
+    """Backward changed what forward left in its cache. The gradients of a fresh forward and
+    backward are checked by the oracles; the change matters only to a second backward on the
+    same cache. Run that second backward: the same gradients make the change bookkeeping (a
+    warning); other gradients, or an exception, make it ``mutated-cache`` unless only integer
+    counters changed (a step counter that a second backward would start from)."""
+    if not isinstance(grads, Mapping):
+        return grads
+    first = {k: np.array(v, copy=True) for k, v in grads.items()}
+    declare = "declare it on the record with writes=(" + ", ".join(
+        sorted({repr(_declaration(p)) for p in changed})) + ",)"
+    try:
+        again = record.backward(np.array(dout, copy=True), cache)
+        differ = sorted(k for k in first if not isinstance(again, Mapping) or k not in again
+                        or _changed(first[k], np.asarray(again[k])))
+        why = f"returns other gradients for {', '.join(map(repr, differ))}" if differ else ""
+    except Exception as exc:  # noqa: BLE001 - the second call is ours; its failure is evidence
+        why = f"raises {type(exc).__name__}: {exc}"
+    counters = all(before[p][0] is None and _is_int(before[p][1]) and
+                   _is_int(after.get(p, (None, ""))[1]) for p in changed)
+    if not why:
+        run.add("(cache)", "cache-bookkeeping", f"backward changed {_shown(changed)} in its "
+                "cache, but a second backward on the same cache returns the same gradients: "
+                f"bookkeeping, not a gradient error ({declare} to say it is by design)",
+                status="warning")
+    elif counters:
+        run.add("(cache)", "cache-bookkeeping", f"backward changed the counter(s) "
+                f"{_shown(changed)} in its cache, and a second backward on the same cache "
+                f"{why}: only a second backward on the same cache sees this, not a gradient "
+                f"error ({declare} to say it is by design)", status="warning")
+    else:
+        run.add("(cache)", "mutated-cache", f"backward changed {_shown(changed)} in its cache, "
+                f"and a second backward on the same cache {why}: if that is bookkeeping by "
+                f"design (a step counter, an accumulator, an optimizer's buffer), {declare}; "
+                "otherwise compute into new arrays (x * mask, not x *= mask) instead of "
+                "writing into cached ones")
+    return first
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit() or bool(re.fullmatch(r"np\.int\d+\(-?\d+\)", text))
+
+
+def _written_part(record: Derivation, cache, after: np.ndarray, before: np.ndarray) -> str:
+    """Which upstream gradient was written: of several outputs joined into one (an adapter's
+    ``outputs=``), the ones whose part of ``dout`` changed, by name."""
+    shapes = getattr(cache, "out_shapes", None)
+    if not shapes or len(shapes) < 2 or after.shape != before.shape:
+        return "dout"
+    names = record.output_names if len(record.output_names) == len(shapes) else \
+        tuple(f"output {i}" for i in range(len(shapes)))
+    ends = np.cumsum([0, *(math.prod(s) for s in shapes)])
+    changed = np.ravel(_different(after, before))
+    written = [f"d{n}" if n.isidentifier() else f"the gradient of {n}"
+               for n, lo, hi in zip(names, ends[:-1], ends[1:]) if changed[lo:hi].any()]
+    return (f"{' and '.join(written)} (of the {len(shapes)} upstream gradients "
+            f"{', '.join(names)})")
+
+
+def _different(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return ~((a == b) | (np.isnan(a) & np.isnan(b)))
 
 
 def _dtype_problem(run: HandRun, tensor: str, what: str, got: np.dtype, dtype: str,
@@ -197,9 +284,9 @@ def run_hand(record: Derivation, inputs: Mapping[str, np.ndarray], dout, dtype: 
     of the output's shape that makes it."""
     run = HandRun()
     out, grads = call_hand(record, inputs, dout, run)
+    run.out = out
     if run.fatal:
         return run
-    run.out = out
     if np.issubdtype(out.dtype, np.floating):
         _dtype_problem(run, "(output)", "the forward's output", out.dtype, dtype,
                        record.strict_dtype)

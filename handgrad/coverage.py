@@ -64,13 +64,26 @@ def coverage(record: Derivation, results: list[Result]) -> list[Result]:
             rows.append(Result(status="vacuous", kind="vacuous",
                                message=f"the reference gradient of {key!r} is identically zero "
                                        f"in all {n} checked cases, so no case could catch an "
-                                       "error in it: keep the network alive (fan-in-scaled "
-                                       "weights, more classes, a larger batch), or declare "
-                                       f"zero_grads={{{key!r}: 'why'}} if it is zero on purpose",
-                               **common))
+                                       f"error in it: {_advice(key, seen)}", **common))
         else:
             what = ("reference gradient" if source == "autograd"
                     else "derivative (finite differences)")
             rows.append(Result(status="pass", message=f"non-zero {what} at {best.live:.0%} of "
                                f"the entries (best of {n} cases)", **common))
     return rows
+
+
+def _advice(key: str, seen: Mapping[str, list[Result]]) -> str:
+    """What to do about a gradient zero in every case. Where every other gradient is exercised
+    in those same cases the network is alive, and the zero is structural (a forget gate times a
+    cell state that starts at zero, at T = 1): declare it, or widen the dims that lift it. Where
+    others are dead too, the data left the network dead."""
+    others = [rs for k, rs in seen.items() if k != key]
+    declare = f"zero_grads={{{key!r}: 'why'}}"
+    if others and all(max(r.live for r in rs) > 0 for rs in others):
+        return (f"every other gradient is exercised in these cases, so the zero is structural "
+                f"(a term multiplied by a state that starts at zero, such as a forget gate at "
+                f"T = 1): declare it with {declare}, or widen the dims that make it non-zero "
+                "(T >= 2)")
+    return ("keep the network alive (fan-in-scaled weights, more classes, a larger batch), or "
+            f"declare {declare} if it is zero on purpose")

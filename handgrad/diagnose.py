@@ -53,10 +53,15 @@ def diagnose_shape(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float) 
                      f"or a reshape): return shape {ref.shape}"
     if hand.ndim == 2 and hand.shape == ref.shape[::-1] and _close(hand.T, ref, rtol, atol):
         return msg + "; hand.T matches: the gradient is transposed"
-    for axis in range(hand.ndim):
-        if _close(hand.sum(axis=axis), ref, rtol, atol):
-            return msg + f"; hand.sum(axis={axis}) matches: a reduction over axis {axis} " \
-                         "(the batch?) is missing"
+    for count in range(1, hand.ndim):
+        for axes in itertools.combinations(range(hand.ndim), count):
+            summed = hand.sum(axis=axes)
+            if summed.size == ref.size and _without_ones(summed.shape) == \
+                    _without_ones(ref.shape) and _close(summed.reshape(ref.shape), ref, rtol,
+                                                         atol):
+                what = f"axis={axes[0]}" if count == 1 else f"axis={axes}"
+                where = f"axis {axes[0]} (the batch?)" if count == 1 else f"axes {axes}"
+                return msg + f"; hand.sum({what}) matches: a reduction over {where} is missing"
     if hand.size == ref.size and _close(hand.reshape(ref.shape), ref, rtol, atol):
         return msg + "; same values, wrong layout: reshape to the input's shape"
     return msg
@@ -66,6 +71,8 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
              dims: Mapping[str, int], axes: Sequence[str] | None = None) -> tuple[str, str]:
     """(kind, evidence) for a hand gradient that fails against ``ref`` (same shape)."""
     h, r = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
+    if not (np.all(np.isfinite(h)) and np.all(np.isfinite(r))):
+        return _non_finite(h, r)
     scale = float(np.abs(r).max(initial=0.0))
     bound = atol * scale + rtol * np.abs(r)
     bad = np.abs(h - r) > bound
@@ -78,8 +85,13 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
         return "zero", "the hand gradient is zero up to rounding where the reference is not " \
                        "(terms that cancel: a sum over the wrong index?)"
     alpha = float(np.vdot(h, r) / np.vdot(r, r))
+    if h.size == 1:
+        return _single(float(h.ravel()[0]), float(r.ravel()[0]), dims)
     if _close(h, alpha * r, rtol, atol):
         return _factor(alpha, dims)
+    offset = _offset(h, r, rtol, atol, axes)
+    if offset:
+        return offset
     shape_kind = _layout(h, r, rtol, atol)
     if shape_kind:
         return shape_kind
@@ -110,6 +122,58 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
         return "slices", slices
     return "values", f"{int(bad.sum())} of {bad.size} entries wrong, with no simple pattern " \
                      f"(best scalar fit: hand = {alpha:.4g} x reference)"
+
+
+def _non_finite(h: np.ndarray, r: np.ndarray) -> tuple[str, str]:
+    """NaN or inf on either side: nothing fitted to the finite part means anything."""
+    bad_h, bad_r = ~np.isfinite(h), ~np.isfinite(r)
+    if bad_r.any() and not bad_h.any():
+        return ("non-finite", f"the reference holds NaN or inf at {int(bad_r.sum())} of {r.size} "
+                f"entries ({_where(bad_r)}) where the hand value is finite: the forward returns "
+                "NaN or inf at or near this point (a log, sqrt or division at the edge of its "
+                "domain?)")
+    return ("non-finite", f"the hand value holds NaN or inf at {int(bad_h.sum())} of {h.size} "
+            f"entries ({_where(bad_h)})" + (f", the reference at {int(bad_r.sum())}"
+                                           if bad_r.any() else ""))
+
+
+def _single(hand: float, ref: float, dims: Mapping[str, int]) -> tuple[str, str]:
+    """One entry (a scalar loss): a named factor is still telling; any other ratio is one
+    number off, and one entry cannot tell a factor from an offset."""
+    alpha = hand / ref
+    if any(abs(abs(alpha) - v) <= 1e-6 * v for v in [1.0, *(v for v, _ in named_factors(dims))]):
+        return _factor(alpha, dims)
+    return ("value", f"the single value is {hand:.9g} where the reference gives {ref:.9g}: off by "
+            f"{hand - ref:.3g} (relative {(hand - ref) / ref:.2g}); one entry cannot tell a "
+            "factor from an added term: look for a constant in the formula (an eps inside a "
+            "log, a term added or dropped, a mean for a sum)")
+
+
+def _offset(h: np.ndarray, r: np.ndarray, rtol: float, atol: float,
+            axes: Sequence[str] | None) -> tuple[str, str] | None:
+    """hand - reference constant everywhere, or constant along every axis but one (a bias
+    never added, or added twice, is an offset per column), with every entry wrong."""
+    diff = h - r
+    scale = float(np.abs(r).max(initial=0.0))
+    bound = atol * scale + rtol * np.abs(r)
+    # An offset (a bias never added) makes every entry wrong; a pattern that leaves some right
+    # is something else, even where it happens to repeat along an axis.
+    if h.size < 2 or not np.all(np.abs(diff) > bound):
+        return None
+    if np.all(np.abs(diff - diff.mean()) <= bound):
+        return ("offset", f"hand - reference = {float(diff.mean()):.4g} everywhere: a constant "
+                "offset (a term added or dropped that does not depend on the entry)")
+    for axis in range(h.ndim):
+        if h.shape[axis] < 2 or h.size == h.shape[axis]:
+            continue
+        others = tuple(i for i in range(h.ndim) if i != axis)
+        if np.all(np.abs(diff - diff.mean(axis=others, keepdims=True)) <= bound):
+            name = _axis_name(axes, axis)
+            return ("offset", f"hand - reference depends only on the index along {name}: an "
+                    f"offset per entry of {name}, a term the same along every other axis missing "
+                    "or extra (a bias never added or added twice; in a gradient, a sum over the "
+                    "batch such as a mean's path left out?)")
+    return None
 
 
 def _factor(alpha: float, dims: Mapping[str, int]) -> tuple[str, str]:

@@ -90,7 +90,7 @@ def figure(results: list[Result]) -> str:
     if results[0].check in ("taylor", "taylor2"):
         slopes = [r.max_rel for r in results if math.isfinite(r.max_rel)]
         return f"slope {min(slopes):.2f}" if slopes else "-"
-    worst = [r.max_rel for r in results if math.isfinite(r.max_rel)]
+    worst = [r.max_rel for r in results if not math.isnan(r.max_rel)]
     return f"{max(worst):.1e}" if worst else "-"
 
 

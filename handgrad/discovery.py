@@ -12,10 +12,12 @@ never hides the others.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
 import sys
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,6 +100,69 @@ def load_module(file: Path):
     return module
 
 
+def load_tolerant(file: Path, first: DerivationError) -> tuple[object | None, list[str]]:
+    """A file in which some record is malformed, run again one top-level statement at a time
+    (and one element at a time of a list or tuple of records), so that the malformed record is
+    an error of its own and the others are still checked. Returns the module (None when its
+    source cannot be read) and one message per malformed record."""
+    try:
+        source = file.read_text()
+        tree = ast.parse(source, str(file))
+    except (OSError, SyntaxError):
+        return None, [str(first)]
+    packaged = _package_root(file.resolve())
+    module = types.ModuleType(packaged[1] if packaged else f"handgrad_records_{file.stem}")
+    module.__file__ = str(file)
+    module.__package__ = packaged[1].rpartition(".")[0] if packaged else None
+    namespace = vars(module)
+    malformed: list[str] = []
+    before = set(sys.modules)
+    sys.path.insert(0, str(file.parent))
+    try:
+        for statement in tree.body:
+            try:
+                _run(statement, namespace, file)
+            except DerivationError as exc:
+                if not _run_elements(statement, namespace, file, malformed):
+                    malformed.append(f"line {statement.lineno}: {exc}")
+    except BaseException as exc:  # noqa: BLE001 - reported like any import failure
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        malformed.append(f"importing {file} raised {type(exc).__name__}: {exc}")
+    finally:
+        sys.path.remove(str(file.parent))
+        if packaged is None:
+            for added in set(sys.modules) - before:
+                if _within(sys.modules[added], file.parent.resolve()):
+                    del sys.modules[added]
+    if malformed:
+        malformed[-1] += "; the file's other records are checked"
+    return module, malformed or [str(first)]
+
+
+def _run(node: ast.stmt, namespace: dict, file: Path) -> None:
+    exec(compile(ast.Module([node], type_ignores=[]), str(file), "exec"), namespace)  # noqa: S102
+
+
+def _run_elements(statement: ast.stmt, namespace: dict, file: Path,
+                  malformed: list[str]) -> bool:
+    """``NAME = [record, record, ...]``: bind NAME to the elements that can be built, noting
+    the others; False for any other statement."""
+    if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and isinstance(statement.value, ast.List | ast.Tuple)):
+        return False
+    built = []
+    for element in statement.value.elts:
+        try:
+            built.append(eval(compile(ast.Expression(element), str(file), "eval"),  # noqa: S307
+                              namespace))
+        except DerivationError as exc:
+            malformed.append(f"line {element.lineno}: {exc}")
+    namespace[statement.targets[0].id] = built
+    return True
+
+
 def _doc_for(file: Path, root: Path) -> str:
     """The Markdown next to a record file: ``<stem>.md``, else that of the stem's first word
     (``lenet5_layers.py`` -> ``lenet5.md``), as a path relative to ``root`` where possible."""
@@ -125,8 +190,10 @@ def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation
         try:
             module = load_module(file)
         except DerivationError as exc:
-            broken.append(Broken(str(file), str(exc)))
-            continue
+            module, malformed = load_tolerant(file, exc)
+            broken += [Broken(str(file), m) for m in malformed]
+            if module is None:
+                continue
         except BaseException as exc:  # noqa: BLE001 - report, keep discovering
             if isinstance(exc, KeyboardInterrupt):
                 raise

@@ -13,13 +13,15 @@ from handgrad.report import Report, Result, case_dims, reproduce_command
 
 
 def path_hint(record: Derivation) -> str:
-    """The ``--path`` a reproduce command needs: the record's file, unless the configured paths
-    find it anyway."""
+    """The ``--path`` a reproduce command needs: the record's file, unless the one configured
+    path finds it anyway (with several configured paths, one folder per student, a name may
+    be defined in more than one, and ``handgrad check NAME`` alone would refuse it)."""
     if not record.origin:
         return ""
     origin = Path(record.origin).resolve()
     cfg = config.load()
-    if any(origin == p.resolve() or origin.parent == p.resolve() for p in cfg.paths):
+    if len(cfg.paths) == 1 and any(origin == p.resolve() or origin.parent == p.resolve()
+                                   for p in cfg.paths):
         return ""
     try:
         return str(origin.relative_to(Path.cwd()))
@@ -46,10 +48,16 @@ def localise(record: Derivation, report: Report) -> list[str]:
     case, seed = telling
     results = [r for r in report.results if (r.case, r.data_seed) == telling]
     lines = []
+    autograd_by_key = {(r.dtype, r.tensor): r for r in results if r.check == "autograd"}
+    headline = _forward_disagrees(results, autograd_by_key)
+    if headline:
+        lines.append(f"case {case} data-seed {seed} float64: {headline}")
     orders = (("autograd", (*record.intermediates, *record.differentiable)),
               ("jvp", (*record.jvp_intermediates, "(output)")),
               ("hvp", record.differentiable))
     for check, order in orders:
+        if headline and check == "autograd":
+            continue
         by_key = {(r.dtype, r.tensor): r for r in results if r.check == check}
         for dtype in ("float64", "float32"):
             wrong = [k for k in order if (dtype, k) in by_key and not by_key[(dtype, k)].passed]
@@ -70,6 +78,29 @@ def localise(record: Derivation, report: Report) -> list[str]:
             break
     lines.append(f"  reproduce: {reproduce_command(record.name, case, seed, path_hint(record))}")
     return lines
+
+
+def _forward_disagrees(results: list[Result], by_key: dict) -> str:
+    """The headline when the hand backward agrees with finite differences of the hand forward
+    in float64 while autograd disagrees: the gradients are right for the NumPy forward, and it
+    is the forward that differs from the reference."""
+    fd = [r for r in results if r.check == "fd" and r.dtype == "float64"
+          and r.tensor != "(all)"]
+    failing = [k for (dtype, k), r in by_key.items() if dtype == "float64" and not r.passed]
+    forward = next((r for r in results if r.check == "forward" and r.dtype == "float64"
+                    and not r.passed), None)
+    how = f" [{forward.kind}: {forward.message}]" if forward is not None else ""
+    if forward is not None and by_key and not failing:
+        return (f"the forward disagrees with the reference{how}, while every gradient matches "
+                "autograd: fix the forward's value (the finite-difference and Taylor failures "
+                "differentiate the NumPy forward, so they follow from it)")
+    fd_passed = {r.tensor for r in fd if r.status == "pass"}
+    if not failing or not all(r.status == "pass" for r in fd) or not set(failing) <= fd_passed:
+        return ""
+    return (f"the forward disagrees with the reference{how}; the backward is right for the "
+            "NumPy forward (finite differences of it agree), so autograd's "
+            f"{', '.join('dL/d' + k for k in failing)} differ: fix the forward (or the "
+            "reference, if it is the one that is wrong)")
 
 
 def smallest_failing(record: Derivation, report: Report,

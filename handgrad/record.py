@@ -177,6 +177,17 @@ class Derivation:
         adds b"}``. Any other differentiable input or intermediate whose reference gradient is
         identically zero in every checked case makes the record ``vacuous`` (not a pass: no
         checked case could have caught an error in it).
+    writes:
+        What backward changes in its cache by design, by name (an attribute, a dict key) or by
+        the path a report shows (``cache[2]``): a step counter it decrements per time step,
+        accumulators it sums into, an optimizer's momentum buffer. Other changes to the cache
+        are ``mutated-cache`` when a second backward on the same cache would return other
+        gradients (``x *= mask``), and a warning when it would not; a change to the forward's
+        output or to an input is always a failure (the next or the previous layer holds it).
+    output_names:
+        For an ``out`` that joins several outputs (flattened and concatenated, as
+        :func:`handgrad.adapt.layer` does with ``outputs=``): their names in order, so that a
+        message can say which output's upstream gradient backward wrote into. Adapters set it.
     output:
         Optional symbolic shape of ``out`` (``("N", "M")``; ``()`` for a scalar loss). When the
         NumPy forward and the reference disagree on the output's shape, it says which is wrong.
@@ -235,6 +246,8 @@ class Derivation:
     hvp_reference: Callable[..., Mapping[str, Any]] | None = None
     strict_dtype: bool = False
     zero_grads: Mapping[str, str] = field(default_factory=dict)
+    writes: frozenset[str] = frozenset()
+    output_names: tuple[str, ...] = ()
     output: tuple[str | int, ...] | None = None
     flops: Callable[[Mapping[str, int]], float] | None = None
     figures: Mapping[str, Callable[[Mapping[str, Any]], tuple[Any, Any]]] = field(
@@ -250,6 +263,8 @@ class Derivation:
         object.__setattr__(self, "nondiff", frozenset(self.nondiff))
         object.__setattr__(self, "intermediates", tuple(self.intermediates))
         object.__setattr__(self, "jvp_intermediates", tuple(self.jvp_intermediates))
+        object.__setattr__(self, "writes", frozenset(
+            [self.writes] if isinstance(self.writes, str) else self.writes))
         _read_compact_forms(self)
         problems = validate(self)
         if problems:

@@ -231,7 +231,7 @@ def set_html_view(view: Callable[[Report], str]) -> None:
 
 
 def _fmt(v: float) -> str:
-    return "-" if not math.isfinite(v) else f"{v:.2e}"
+    return "-" if math.isnan(v) else f"{v:.2e}"
 
 
 def render_table(results: list[Result]) -> list[str]:

@@ -115,7 +115,7 @@ def results_table(results: Sequence[Result]) -> Table:
 
 
 def _fmt(v: float) -> str:
-    return "-" if v != v or v in (float("inf"), float("-inf")) else f"{v:.2e}"
+    return "-" if v != v else f"{v:.2e}"
 
 
 def block(out: Console, report: Report, verbose: bool = False) -> None:
@@ -205,9 +205,10 @@ class Display:
             self.headed = True
         emit(self.out, summary_line(report, self.name_width, self.linear))
 
-    def close(self, reports: Sequence[Report], elapsed: float) -> None:
+    def close(self, reports: Sequence[Report], elapsed: float, broken: int = 0) -> None:
         """The blocks (every report with ``verbose``, else the unexpected ones) and the
-        summary."""
+        summary; a run that checked nothing, or met ``broken`` files or records that could not
+        be loaded, never reads as a success."""
         self.__exit__()
         for rep in reports:
             if self.verbose or not rep.as_expected:
@@ -218,10 +219,13 @@ class Display:
         rejected = sum(r.as_expected for r in errata)
         self.out.print()
         known = f"{rejected} of {len(errata)} known errors rejected, " if errata else ""
-        self.out.print(Text(f"{good}/{len(reports)} derivations as expected ({known}"
-                            f"{sum(len(r.results) for r in reports)} results, {elapsed:.1f} s)",
-                            style="bold green" if good == len(reports) else "bold red"),
-                       soft_wrap=True)
+        errors = f", {broken} not loaded (see the errors)" if broken else ""
+        line = (f"{good}/{len(reports)} derivations as expected{errors} ({known}"
+                f"{sum(len(r.results) for r in reports)} results, {elapsed:.1f} s)")
+        if not reports:
+            line = f"nothing was checked{errors}: no derivation to check ({elapsed:.1f} s)"
+        success = reports and good == len(reports) and not broken
+        self.out.print(Text(line, style="bold green" if success else "bold red"), soft_wrap=True)
 
 
 def list_records(records) -> None:

@@ -375,12 +375,13 @@ def _contract_kinds(forward_fn, backward_fn, name):
 def test_a_backward_that_writes_into_a_cached_intermediate_is_reported():
     def forward_h(x, W):
         h = x @ W
-        return h * 2, {"h": h, "parts": [x, W]}
+        return h * 2, {"two": np.full(h.shape[1], 2.0), "parts": [x, W]}
 
     def writes(dout, cache):
-        cache["h"] *= 0.0  # reuses the cached buffer
         x, W = cache["parts"]
-        return {"x": 2 * dout @ W.T, "W": 2 * x.T @ dout}
+        grads = {"x": (cache["two"] * dout) @ W.T, "W": x.T @ (cache["two"] * dout)}
+        cache["two"] *= 0.0  # reuses the cached buffer: a second backward gets zeros
+        return grads
 
     record = dataclasses.replace(LINEAR, name="linear-writes-cache", forward=forward_h,
                                  backward=writes, reference=lambda x, W: 2 * x @ W)

@@ -4,10 +4,10 @@ and wrong versions carrying real mistakes, wrapped by :mod:`handgrad.adapt`.
 Styles (one module each): ``(out, cache)`` pairs (:mod:`.activations`, :mod:`.dense`,
 :mod:`.conv`, :mod:`.recurrent`), loss-and-gradient functions (:mod:`.losses`, with
 :mod:`.logistic_globals` keeping its parameters as module globals) and class layers
-(:mod:`.classes`); code in the styles of from-scratch libraries that needs the adapters'
-further options (:mod:`.scratch_dl`, :mod:`.lenet_scratch`,
-:mod:`.rnn_scratch`). The references are in
-:mod:`.reference` and :mod:`.reference_scratch`, in PyTorch.
+(:mod:`.classes`; :mod:`.stateful` for layers that keep bookkeeping in backward); code in the
+styles of from-scratch libraries that needs the adapters' further options (:mod:`.scratch_dl`,
+:mod:`.lenet_scratch`, :mod:`.rnn_scratch`). The references are in :mod:`.reference` and
+:mod:`.reference_scratch`, in PyTorch.
 
 The records live under ``tests/``, not ``derivations/``: ``handgrad check`` never lists them.
 Check one with ``python -m tests.corpus NAME [--dims ... --data-seed ...]``.
@@ -25,10 +25,11 @@ from tests.corpus import (
     recurrent,
     rnn_scratch,
     scratch_dl,
+    stateful,
 )
 
 STYLES = {"pair": (activations, dense, conv, recurrent), "loss": (losses,),
-          "layer": (classes,),
+          "layer": (classes, stateful),
           # from-scratch libraries: several adapters each
           "scratch": (scratch_dl, lenet_scratch, rnn_scratch)}
 RIGHT = [r for modules in STYLES.values() for m in modules for r in m.RIGHT]
