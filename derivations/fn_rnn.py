@@ -2,6 +2,8 @@
 inside its backward: see ``fn_rnn.md``.
 
 x (T, B, D), h0 (B, M), U (M, M), W (M, D), b (M,)  ->  H (T, B, M), the hidden states.
+The page writes the output H as O (H is the LSTM's hidden size in the catalogue) and each
+gradient d<v> as v with a bar, the upstream dH as O-bar (one letter, one meaning: notation.md).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ class RNN(torch.autograd.Function):
 
 
 class SquaresSavedStates(RNN):
-    """Mistake: 1 - h_t^2 computed in the memory of the saved states (H.mul_(H) ...)."""
+    """Mistake: 1 - h_t^2 computed in the memory of the saved states (H.mul_(H) ...).
+
+    The first backward is right and ``gradcheck`` raises only through torch's version counter,
+    but a second backward on the same graph (``retain_graph=True``) reads 1 - h^2 where h was:
+    diagnosed as a mutated cache.
+    """
 
     @staticmethod
     def backward(ctx, dH):
@@ -59,7 +66,11 @@ class SquaresSavedStates(RNN):
 
 
 class DropsCarriedGradient(RNN):
-    """Mistake: (RN3) without the gradient carried back from step t + 1 (no BPTT at all)."""
+    """Mistake: (RN3) without the gradient carried back from step t + 1 (no BPTT at all).
+
+    Only the last step's input gradient is right, which the diagnosis names ("only slices [0]
+    of 2 along axis 0 (T) are wrong").
+    """
 
     @staticmethod
     def backward(ctx, dH):

@@ -1,6 +1,10 @@
 """Softmax and cross-entropy fused into one custom autograd Function: see ``fn_softmax_ce.md``.
 
 z (N, C) logits, y (N,) labels in [0, C)  ->  L = -sum_n log softmax(z_n)[y_n], a scalar.
+The page writes the logits z as a (z is a recurrent step's pre-activation in the catalogue),
+the Function's output L as O and its upstream gradient dL as O-bar (L is whatever scalar follows
+the Function), p as P, the one-hot as E and the row maximum as m (one letter, one meaning:
+notation.md).
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
 
 
 class SavesProbabilities(torch.autograd.Function):
-    """Mistake: saves p from forward (neither input nor output): pytorch issue 104040."""
+    """Mistake: saves p from forward (neither input nor output): pytorch issue 104040.
+
+    First derivatives and ``gradcheck`` are right; the double backward takes p for a constant
+    and returns a zero Hessian.
+    """
 
     @staticmethod
     def forward(ctx, z, y):

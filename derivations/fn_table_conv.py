@@ -3,6 +3,10 @@
 X (N, C, Hi, Wi), W (D, C, kh, kw), b (D,), T (C, D) in {0, 1}  ->  Y (N, D, Ho, Wo) with
 Y = A tanh(S Yt), Yt = b + X (*) (W masked by T). The backward recomputes the masked kernels
 from the saved W and T, so that the double backward through it sees their dependence on W.
+The page writes C, D as D_in, D_out, (Hi, Wi) and (Ho, Wo) as (n_H, n_W) and (n_H', n_W'), the
+table T as calligraphic T, Wm as W_T, Yt as Y-tilde, each gradient d<v> as v with a bar, and
+A, S as their values 1.7159 and 2/3 (A and S are attention's scores and keys in the catalogue;
+one letter, one meaning: notation.md).
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ class TableConv(torch.autograd.Function):
 
 
 class SavesMaskedKernels(torch.autograd.Function):
-    """Mistake: saves W * T, computed in forward without a graph (pytorch issue 104040)."""
+    """Mistake: saves W * T, computed in forward without a graph (pytorch issue 104040).
+
+    First derivatives and ``gradcheck`` are right; the double backward takes W * T for a
+    constant and loses d(dX)/dW, so the Hessian is silently wrong.
+    """
 
     @staticmethod
     def forward(ctx, X, W, b, T):
@@ -62,7 +70,11 @@ class SavesMaskedKernels(torch.autograd.Function):
 
 
 class ViewsUpstream(TableConv):
-    """Mistake: sums the bias gradient over a .view of dY, which needs contiguous memory."""
+    """Mistake: sums the bias gradient over a .view of dY, which needs contiguous memory.
+
+    Fine on the contiguous upstream gradient that ``gradcheck`` passes, a RuntimeError on the
+    transposed one a real graph passes: diagnosed as an upstream-layout error.
+    """
 
     @staticmethod
     def backward(ctx, dY):
