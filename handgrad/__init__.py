@@ -7,11 +7,30 @@
     report.passed, report.kind, report.results[0].as_dict()
 
     from handgrad import adapt                  # course-style code as records, one call each
+
+The names are imported on first use (PEP 562): the pytest plugin, loaded by every pytest run
+in an environment with handgrad installed, then costs nothing where no records are collected
+(the engine imports torch).
 """
 
-from handgrad.check import check
-from handgrad.discovery import derivations
-from handgrad.record import Derivation, DerivationError
-from handgrad.report import Report, Result
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["Derivation", "DerivationError", "Report", "Result", "check", "derivations"]
+
+_HOMES = {"Derivation": "handgrad.record", "DerivationError": "handgrad.record",
+          "Report": "handgrad.report", "Result": "handgrad.report", "check": "handgrad.check",
+          "derivations": "handgrad.discovery"}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
