@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from handgrad import oracles, reconcile
+from handgrad import contain, oracles, reconcile
 from handgrad.autograd import OutputShapeError, autograd_oracle
 from handgrad.cases import Case, build_inputs, full_dims, sample_cases, upstream
 from handgrad.compare import compare
@@ -84,7 +84,9 @@ def guarded(run: CaseRun, check: str, tensor: str, what: str, fix: str,
     """Any exception inside becomes an error result naming the check and the fix."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - a derivation that raises is a result, not a crash
+    except BaseException as exc:  # noqa: BLE001 - a derivation that raises is a result
+        if not contain.from_code(exc):
+            raise
         run.result(check, tensor, "error", kind=kind,
                    message=f"{what} raised {type(exc).__name__}: {exc}; {fix}")
 
@@ -139,10 +141,19 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
 
 def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
     """All checks of one case, float64 then float32. Never raises."""
+    contain.watch_interrupts()
     try:
         return _check_case(record, case, set(checks))
-    except Exception as exc:  # noqa: BLE001 - the last net: report, never crash the suite
+    except BaseException as exc:  # noqa: BLE001 - the last net: report, never crash the suite
+        if not contain.from_code(exc):
+            raise
         where = traceback.extract_tb(exc.__traceback__)[-1]
+        if not isinstance(exc, Exception):  # sys.exit() or KeyboardInterrupt in user code
+            return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
+                           "(code)", "error", kind="exception",
+                           message=f"the code under test {contain.escaped(exc)} (at "
+                                   f"{where.filename}:{where.lineno}); it must return, not "
+                                   "end the process")]
         return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
                        "(engine)", "error", kind="exception",
                        message=f"checking raised {type(exc).__name__}: {exc} (at "
