@@ -22,6 +22,7 @@ from handgrad.discovery import find
 from handgrad.localise import localise, smallest_failing
 from handgrad.record import CHECKS, Derivation
 from handgrad.report import Report, Result, remember_record
+from handgrad.state import explicit_state
 from handgrad.tolerances import tolerance
 
 # Two float32 programs for the same sum (pairwise, blocked, sequential) round differently, by
@@ -139,6 +140,7 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
     return report
 
 
+@explicit_state()
 def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
     """All checks of one case, float64 then float32. Never raises."""
     contain.watch_interrupts()
