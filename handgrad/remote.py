@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from handgrad.sandbox import DATA, HANDLE, PATH
+from handgrad.sandbox import DATA, HANDLE, OUTPUT_CAP, PATH
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 # The largest answer read from a submission: far above any array a record's case makes, far
@@ -198,6 +198,9 @@ class Channel:
         if reply[1] == "ok":
             return reply[2]
         _, _, type_name, message, trace = reply[:5]
+        if type_name == OUTPUT_CAP:
+            raise self._gone("output", f"the submission wrote more than "
+                                       f"{self.limits.output_kb} KiB of output (the cap)")
         if type_name == "MemoryError":
             raise self._gone("memory", f"the submission ran out of memory (cap "
                                        f"{self.limits.memory_mb} MiB): {message}")

@@ -20,6 +20,7 @@ unpickles the answers with an allow-list of classes (:mod:`handgrad.remote`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import inspect
 import os
@@ -32,6 +33,7 @@ from multiprocessing.connection import Connection
 HANDLE = "\x00handgrad-handle"
 PATH = "\x00handgrad-path"
 DATA = (type(None), bool, int, float, complex, str, bytes)
+OUTPUT_CAP = "\x00handgrad-output-cap"
 
 
 class Sandbox:
@@ -181,7 +183,10 @@ def main(argv: list[str]) -> None:
             data = pickle.dumps(reply, protocol=5)
         except BaseException as exc:  # noqa: BLE001 - the grader reports it, this side goes on
             message = str(exc) if not isinstance(exc, SystemExit) else f"sys.exit({exc.code!r})"
-            data = pickle.dumps((number, "raised", type(exc).__name__, message[:2000],
+            # Python ignores SIGXFSZ: a write past RLIMIT_FSIZE raises EFBIG instead
+            name = OUTPUT_CAP if isinstance(exc, OSError) and exc.errno == errno.EFBIG \
+                else type(exc).__name__
+            data = pickle.dumps((number, "raised", name, message[:2000],
                                  traceback.format_exc()[-4000:]), protocol=5)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
