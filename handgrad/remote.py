@@ -400,9 +400,9 @@ class Missing:
         if self._incident is not None:
             self._channel.incidents.append(self._incident)
             raise SubmissionGoneError(self._incident.message)
-        raise type(self._error)(f"{self._name}: {self._error}") if isinstance(
-            self._error, AttributeError | ImportError) else RemoteError(
-            f"{self._name}: {type(self._error).__name__}: {self._error}")
+        why = self._error if isinstance(self._error, RemoteError) else \
+            f"{type(self._error).__name__}: {self._error}"
+        raise RemoteError(f"{self._name} is not available: {why}")
 
     def __call__(self, *args, **kwargs):
         self._raise()
