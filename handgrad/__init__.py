@@ -16,12 +16,32 @@ in an environment with handgrad installed, then costs nothing where no records a
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __all__ = ["Derivation", "DerivationError", "Report", "Result", "check", "derivations"]
 
 _HOMES = {"Derivation": "handgrad.record", "DerivationError": "handgrad.record",
-          "Report": "handgrad.report", "Result": "handgrad.report", "check": "handgrad.check",
+          "Report": "handgrad.report", "Result": "handgrad.report",
           "derivations": "handgrad.discovery"}
+
+
+class _Package(types.ModuleType):
+    """``handgrad.check`` is the function, although a submodule has that name: importing the
+    submodule binds the name on the package, and this property keeps it the function."""
+
+    @property
+    def check(self):
+        from handgrad.check import check
+
+        return check
+
+    @check.setter
+    def check(self, submodule) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from handgrad.discovery import Broken, discover_path
 from handgrad.remote import Channel, Limits, RemoteModule, SubmissionFinder, module_names
-from handgrad.report import Report, Result
+from handgrad.report import Report, Result, remember_record
 
 MAX_RESTARTS = 5
 
@@ -85,10 +85,12 @@ def load_points(path: str | None) -> Callable[[str], float]:
 
 
 def _incident_report(record, incident) -> Report:
-    from handgrad.check import assemble
-
-    report = assemble(record, [Result(record.name, "", 0, "float64", "contract", "(submission)",
-                                      "error", kind=incident.kind, message=incident.message)])
+    """One error row of the incident's kind; no localisation (there is no case to re-run)."""
+    report = Report(record.name, record.expect, record.erratum, record.doc,
+                    expect_kind=record.expect_kind,
+                    results=[Result(record.name, "", 0, "float64", "contract", "(submission)",
+                                    "error", kind=incident.kind, message=incident.message)])
+    remember_record(report, record)
     return report
 
 
