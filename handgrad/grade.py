@@ -177,7 +177,12 @@ def grade(folders: Sequence[str], options: Options, jobs: int = 1,
         futures = {pool.submit(grade_one, folder, options): i for i, folder in enumerate(folders)}
         for future in as_completed(futures):
             i = futures[future]
-            out[i] = future.result()
+            try:
+                out[i] = future.result()
+            except Exception as exc:  # noqa: BLE001 - a grader process lost: say so, go on
+                out[i] = Graded(Path(folders[i]).name, folders[i], broken=[Broken(
+                    folders[i], f"grading this submission failed in the grader "
+                                f"({type(exc).__name__}: {exc}); grade it again with -j 1")])
             if on_graded:
                 on_graded(i, out[i])
     return out

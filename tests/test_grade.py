@@ -264,3 +264,31 @@ def test_the_formats(klass, graded_run):
     page = next((out / "site" / "wrong-w").glob("affine*.html"))
     assert "factor" in page.read_text()
     assert load_points(str(klass / "points.json"))("affine") == 2
+
+
+@pytest.mark.slow
+def test_a_bigger_class_with_every_hostile_submission_twice(klass, tmp_path):
+    """Thirty submissions, four cases each: the same guarantees at a larger scale."""
+    subs = tmp_path / "subs"
+    for i, source in enumerate(sorted((klass / "subs").iterdir()) * 2 + sorted(
+            p for p in (klass / "subs").iterdir() if not p.name.startswith("hostile-")) * 2):
+        (subs / f"{i:02d}-{source.name}").mkdir(parents=True)
+        (subs / f"{i:02d}-{source.name}" / "layers.py").write_text(
+            (source / "layers.py").read_text())
+    options = Options(records=(str(klass / "staff"),), cases=4,
+                      limits=Limits(timeout=3, memory_mb=1024, output_kb=256))
+    everyone = grade([str(p) for p in sorted(subs.iterdir())], options, jobs=2)
+    calm = [str(p) for p in sorted(subs.iterdir()) if "hostile-" not in p.name]
+    alone = {g.student: grade_formats.verdicts(g) for g in grade(calm, options, jobs=2)}
+    points = load_points(str(klass / "points.json"))
+    for g in everyone:
+        name = g.student.split("-", 1)[1]
+        earned, possible = g.score(points)
+        if name.startswith("right"):
+            assert earned == possible == 4, g.student
+        elif name.startswith("hostile-"):
+            score, lost = EXPECTED[name.removeprefix("hostile-")]
+            assert (earned, {r.derivation: r.kind for r in g.reports
+                             if not r.as_expected}) == (score, lost), g.student
+        if "hostile-" not in g.student:
+            assert json.dumps(grade_formats.verdicts(g)) == json.dumps(alone[g.student])
