@@ -116,15 +116,16 @@ def grade_one(folder: str, options: Options) -> Graded:
             records += found
             graded.broken += broken
         for record in records:
-            if not channel.alive:
-                if restarts >= MAX_RESTARTS:
-                    last = channel.incidents[-1]
-                    graded.reports.append(_incident_report(record, type(last)(
-                        last.kind, f"{last.message} (not run again: the process was "
-                                   f"restarted {MAX_RESTARTS} times)")))
-                    continue
-                channel.start()
+            if not channel.alive and restarts < MAX_RESTARTS:
                 restarts += 1
+                channel.start()
+            if not channel.alive:
+                last = channel.incidents[-1]
+                note = (f" (not run again: the process was restarted {MAX_RESTARTS} times)"
+                        if restarts >= MAX_RESTARTS else "")
+                graded.reports.append(_incident_report(record, type(last)(
+                    last.kind, last.message + note)))
+                continue
             seen, start = len(channel.incidents), channel.printed_size()
             report = check(record, options.seed, options.cases)
             if len(channel.incidents) > seen:

@@ -37,12 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from handgrad.sandbox import DATA, HANDLE, OUTPUT_CAP, PATH
+from handgrad.sandbox import DATA, HANDLE, METHOD, OUTPUT_CAP, PATH
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 # The largest answer read from a submission: far above any array a record's case makes, far
 # below what would hurt the grader.
 MAX_ANSWER = 256 * 1024 * 1024
+# Importing a submission's module may import torch (seconds on a busy machine): the import has
+# this budget, or the per-call limit if that is larger.
+IMPORT_TIMEOUT = 60.0
 
 _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -106,7 +109,10 @@ class Channel:
         self.incident: Incident | None = None
         self.incidents: list[Incident] = []  # every incident so far, in order
         self.number = 0
+        self.pending: list[int] = []  # requests sent whose answers are not read yet
+        self.methods: set[tuple[int, str]] = set()  # (type id, name) known to be methods
         self.generation = 0
+        self.imported: set[str] = set()
         self.process: subprocess.Popen | None = None
         self.start()
 
@@ -124,7 +130,21 @@ class Channel:
         self.conn = Connection(ours.detach())
         self.generation += 1
         self.incident = None
-        self._receive(0, startup=True)
+        self.pending, self.methods = [], set()
+        try:
+            self._receive(0, timeout=max(self.limits.timeout, IMPORT_TIMEOUT))
+        except SubmissionGoneError:  # the incident says why; the records report it
+            return
+        for name in sorted(self.imported):  # as the process before this one had them
+            try:
+                self.import_module(name)
+            except Exception:  # noqa: BLE001 - reported where the module is used
+                break
+
+    def import_module(self, name: str) -> None:
+        """Import a module of the submission there (with the import budget)."""
+        self.imported.add(name)
+        self.request("import", name, timeout=max(self.limits.timeout, IMPORT_TIMEOUT))
 
     @property
     def alive(self) -> bool:
@@ -173,14 +193,14 @@ class Channel:
         return self._gone("crash", f"the submission's process ended with exit status {code} "
                                    "(os._exit or a fatal error)")
 
-    def _receive(self, number: int, startup: bool = False):
-        deadline = time.monotonic() + (max(self.limits.timeout, 60.0) if startup
-                                       else self.limits.timeout)
+    def _receive(self, number: int, timeout: float | None = None):
+        timeout = self.limits.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._gone("timeout", f"the submission's code did not return within "
-                                            f"{self.limits.timeout:g} s (an endless loop?)")
+                                            f"{timeout:g} s (an endless loop?)")
             if self.conn.poll(min(left, 0.5)):
                 try:
                     data = self.conn.recv_bytes(MAX_ANSWER)
@@ -206,7 +226,7 @@ class Channel:
                                        f"{self.limits.memory_mb} MiB): {message}")
         raise remote_exception(type_name, message, trace)
 
-    def request(self, verb: str, *args):
+    def _send(self, verb: str, args: tuple) -> int:
         if not self.alive:
             raise SubmissionGoneError(self.incident.message if self.incident else "not running")
         self.number += 1
@@ -214,7 +234,29 @@ class Channel:
             self.conn.send_bytes(pickle.dumps((self.number, verb, *args), protocol=5))
         except (OSError, ValueError):
             raise self._death() from None
-        return self._receive(self.number)
+        return self.number
+
+    def post(self, verb: str, *args) -> None:
+        """Send a request whose answer is read with the next request's (an attribute write):
+        what it raises is raised there."""
+        self.pending.append(self._send(verb, args))
+
+    def request(self, verb: str, *args, timeout: float | None = None):
+        number = self._send(verb, args)
+        raised = None
+        for earlier in self.pending:
+            try:
+                self._receive(earlier)
+            except SubmissionGoneError:
+                self.pending.clear()
+                raise
+            except Exception as exc:  # noqa: BLE001 - read every answer, then raise
+                raised = raised or exc
+        self.pending.clear()
+        answer = self._receive(number, timeout)
+        if raised is not None:
+            raise raised
+        return answer
 
 
 class RemoteError(Exception):
@@ -278,11 +320,11 @@ def _write_back(mine, theirs, channel: Channel) -> None:
 
 
 def _from_wire(value, channel: Channel, path: tuple | None = None, depth: int = 0):
-    if type(value) is tuple and len(value) == 4 and isinstance(value[0], str) \
+    if type(value) is tuple and len(value) == 5 and isinstance(value[0], str) \
             and value[0] == HANDLE:
         ref = path or (HANDLE, value[1])
         return (RemoteCallable if value[2] in ("class", "callable") else RemoteObject)(
-            channel, ref, value[3])
+            channel, ref, value[3], value[4])
     if depth < 32 and type(value) in (tuple, list):
         return type(value)(_from_wire(v, channel, None, depth + 1) for v in value)
     if depth < 32 and type(value) is dict:
@@ -293,21 +335,24 @@ def _from_wire(value, channel: Channel, path: tuple | None = None, depth: int = 
 class Remote:
     """An object of the submission, held by its process."""
 
-    __slots__ = ("_channel", "_ref", "_type", "_generation")
+    __slots__ = ("_channel", "_ref", "_type", "_type_id", "_generation")
 
-    def __init__(self, channel: Channel, ref: tuple, type_name: str):
+    def __init__(self, channel: Channel, ref: tuple, type_name: str, type_id: int = 0):
         object.__setattr__(self, "_channel", channel)
         object.__setattr__(self, "_ref", ref)
         object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_type_id", type_id)
         object.__setattr__(self, "_generation", channel.generation)
 
-    def _ask(self, verb: str, *args):
+    def _ask(self, verb: str, *args, wait: bool = True):
         channel = object.__getattribute__(self, "_channel")
         ref = object.__getattribute__(self, "_ref")
         if ref[0] == HANDLE and object.__getattribute__(self, "_generation") != \
                 channel.generation:
-            raise SubmissionGoneError("this object belonged to a process of the submission that "
-                                 "was stopped")
+            raise SubmissionGoneError("this object belonged to a process of the submission "
+                                      "that was stopped")
+        if not wait:
+            return channel.post(verb, ref, *args)
         return channel.request(verb, ref, *args)
 
     def __getattr__(self, name: str):
@@ -315,12 +360,20 @@ class Remote:
             raise AttributeError(name)
         channel = object.__getattribute__(self, "_channel")
         ref = object.__getattribute__(self, "_ref")
+        # A method of the object's class is called by name, without asking for it first: one
+        # round trip per call instead of two (the method is looked up there at each call).
+        known = (object.__getattribute__(self, "_type_id"), name)
+        if ref[0] == HANDLE and known in channel.methods:
+            return RemoteMethod(self, name)
         value = self._ask("get", name)
+        if type(value) is tuple and value == (METHOD,):
+            channel.methods.add(known)
+            return RemoteMethod(self, name)
         path = (*ref, name) if ref[0] == PATH else None
         return _from_wire(value, channel, path)
 
     def __setattr__(self, name: str, value) -> None:
-        self._ask("set", name, _to_wire(value))
+        self._ask("set", name, _to_wire(value), wait=False)
 
     @property
     def __dict__(self) -> dict:
@@ -344,12 +397,8 @@ class RemoteCallable(Remote):
 
     def __call__(self, *args, **kwargs):
         channel = object.__getattribute__(self, "_channel")
-        result, (written_args, written_kwargs) = self._ask("call", _to_wire(args),
-                                                           _to_wire(kwargs))
-        for i, value in written_args.items():
-            _write_back(args[i], value, channel)
-        for k, value in written_kwargs.items():
-            _write_back(kwargs[k], value, channel)
+        result, written = self._ask("call", _to_wire(args), _to_wire(kwargs))
+        _write_back_arguments(args, kwargs, written, channel)
         return _from_wire(result, channel)
 
     @property
@@ -368,6 +417,30 @@ class RemoteCallable(Remote):
         return ref[-1] if ref[0] == PATH else object.__getattribute__(self, "_type")
 
 
+class RemoteMethod:
+    """``obj.name`` where ``name`` is a method of the submission's object ``obj``."""
+
+    __slots__ = ("owner", "name")
+
+    def __init__(self, owner: Remote, name: str):
+        self.owner, self.name = owner, name
+
+    def __call__(self, *args, **kwargs):
+        owner = self.owner
+        channel = object.__getattribute__(owner, "_channel")
+        result, written = owner._ask("callattr", self.name, _to_wire(args), _to_wire(kwargs))
+        _write_back_arguments(args, kwargs, written, channel)
+        return _from_wire(result, channel)
+
+
+def _write_back_arguments(args, kwargs, written, channel: Channel) -> None:
+    written_args, written_kwargs = written
+    for i, value in written_args.items():
+        _write_back(args[i], value, channel)
+    for k, value in written_kwargs.items():
+        _write_back(kwargs[k], value, channel)
+
+
 class RemoteModule(types.ModuleType):
     """``import NAME`` in the grader, where NAME is a module of the submission."""
 
@@ -380,6 +453,8 @@ class RemoteModule(types.ModuleType):
             raise AttributeError(attr)
         channel = self.__channel
         try:
+            if self.__name__ not in channel.imported:
+                channel.import_module(self.__name__)
             value = channel.request("get", (PATH, self.__name__), attr)
         except Exception as exc:  # noqa: BLE001 - the records that use it report it
             return Missing(channel, f"{self.__name__}.{attr}", exc)

@@ -31,6 +31,7 @@ import traceback
 from multiprocessing.connection import Connection
 
 HANDLE = "\x00handgrad-handle"
+METHOD = "\x00handgrad-method"
 PATH = "\x00handgrad-path"
 DATA = (type(None), bool, int, float, complex, str, bytes)
 OUTPUT_CAP = "\x00handgrad-output-cap"
@@ -47,7 +48,7 @@ class Sandbox:
     def handle(self, value) -> tuple:
         self.objects[id(value)] = value
         kind = "class" if isinstance(value, type) else "callable" if callable(value) else "object"
-        return (HANDLE, id(value), kind, type(value).__name__)
+        return (HANDLE, id(value), kind, type(value).__name__, id(type(value)))
 
     def encode(self, value, depth: int = 0):
         """Data as it is; anything else as a handle."""
@@ -65,7 +66,8 @@ class Sandbox:
 
     def resolve(self, ref):
         if ref[0] == HANDLE:
-            return self.objects[ref[1]]
+            owner = self.objects[ref[1]]
+            return getattr(owner, ref[2]) if len(ref) == 3 else owner
         if ref[0] == PATH:
             import importlib
 
@@ -126,13 +128,20 @@ class Sandbox:
     def answer(self, verb: str, args: tuple):
         if verb == "get":
             ref, attr = args
-            return self.encode(getattr(self.resolve(ref), attr))
+            owner = self.resolve(ref)
+            value = getattr(owner, attr)
+            if inspect.ismethod(value) and value.__self__ is owner and ref[0] == HANDLE:
+                return (METHOD,)  # called by name from now on (verb "callattr")
+            return self.encode(value)
         if verb == "set":
             ref, attr, value = args
             setattr(self.resolve(ref), attr, self.decode(value))
             return None
         if verb == "call":
             return self.call(*args)
+        if verb == "callattr":
+            ref, attr, call_args, call_kwargs = args
+            return self.call((HANDLE, id(self.resolve(ref)), attr), call_args, call_kwargs)
         if verb == "vars":
             return self.encode(dict(vars(self.resolve(args[0]))))
         if verb == "signature":
@@ -141,6 +150,11 @@ class Sandbox:
             import copy
 
             return self.encode(copy.deepcopy(self.resolve(args[0])))
+        if verb == "import":
+            import importlib
+
+            importlib.import_module(args[0])
+            return None
         if verb == "forget":
             self.objects.pop(args[0], None)
             return None
