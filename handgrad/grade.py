@@ -7,7 +7,7 @@ For each submission folder:
    time capped; the submission's code runs there and only there;
 2. the staff's record files are loaded afresh in the grader, where ``import layers`` (any
    top-level module the submission's folder provides and nothing else does) gives a proxy of
-   the submission's module (:mod:`handgrad.remote`);
+   the submission's module (:mod:`handgrad.proxies`);
 3. every record is checked here, with the engine of ``handgrad check``: the references, the
    oracles, the comparisons, the Taylor fits and the verdict never run where the submission's
    code can reach them. A submission that patches numpy, torch or handgrad changes only its
@@ -37,7 +37,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from handgrad.discovery import Broken, discover_path
-from handgrad.remote import Channel, Limits, RemoteModule, SubmissionFinder, module_names
+from handgrad.proxies import RemoteModule, SubmissionFinder, module_names
+from handgrad.remote import Channel, Limits
 from handgrad.report import Report, Result, remember_record
 
 MAX_RESTARTS = 5
