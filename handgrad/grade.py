@@ -117,7 +117,7 @@ def grade_one(folder: str, options: Options) -> Graded:
             records += found
             graded.broken += broken
         for record in records:
-            if not channel.alive and restarts < MAX_RESTARTS:
+            if not channel.alive and restarts < MAX_RESTARTS and not channel.spent:
                 restarts += 1
                 channel.start()
             if not channel.alive:

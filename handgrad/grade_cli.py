@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grader processes, or 'auto' for every core (default 1)")
     p.add_argument("--timeout", type=float, default=Limits.timeout, metavar="SECONDS",
                    help=f"per call of a submission's code (default {Limits.timeout:g})")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="per submission: the time its code may take in all (default: no cap)")
     p.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
                    help=f"address space of a submission's process (default {Limits.memory_mb})")
     p.add_argument("--output-kb", type=int, default=Limits.output_kb,
@@ -86,7 +88,7 @@ def main(argv: list[str]) -> int:
         return 2
     options = Options(records=tuple(str(Path(p).resolve()) for p in args.records),
                       seed=args.seed, cases=args.cases, html=args.html is not None,
-                      limits=Limits(args.timeout, args.memory_mb, args.output_kb))
+                      limits=Limits(args.timeout, args.memory_mb, args.output_kb, args.budget))
     width = max(len(Path(s).name) for s in args.submissions)
     started = time.perf_counter()
 

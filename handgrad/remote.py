@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import math
 import os
 import pickle
 import signal
@@ -82,6 +83,7 @@ class Limits:
     timeout: float = 30.0  # seconds per request (one call of the submission's code)
     memory_mb: int = 2048
     output_kb: int = 1024
+    budget: float | None = None  # seconds of the submission's code in all (None: no cap)
 
 
 @dataclass
@@ -104,6 +106,8 @@ class Channel:
         self.methods: set[tuple[int, str]] = set()  # (type id, name) known to be methods
         self.generation = 0
         self.imported: set[str] = set()
+        self.used = 0.0  # seconds spent waiting on the submission's code, every process
+
         self.process: subprocess.Popen | None = None
         self.start()
 
@@ -136,6 +140,11 @@ class Channel:
         """Import a module of the submission there (with the import budget)."""
         self.imported.add(name)
         self.request("import", name, timeout=max(self.limits.timeout, IMPORT_TIMEOUT))
+
+    @property
+    def spent(self) -> bool:
+        """True when the submission's code has used its whole budget of time."""
+        return self.limits.budget is not None and self.used >= self.limits.budget
 
     @property
     def alive(self) -> bool:
@@ -186,9 +195,21 @@ class Channel:
 
     def _receive(self, number: int, timeout: float | None = None):
         timeout = self.limits.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        try:
+            return self._receive_by(number, timeout, began)
+        finally:
+            self.used += time.monotonic() - began
+
+    def _receive_by(self, number: int, timeout: float, began: float):
+        budget = self.limits.budget
+        left_of_budget = math.inf if budget is None else budget - self.used
+        deadline = began + min(timeout, left_of_budget)
         while True:
             left = deadline - time.monotonic()
+            if left <= 0 and left_of_budget < timeout:
+                raise self._gone("timeout", f"the submission's code used up its budget of "
+                                            f"{budget:g} s in all")
             if left <= 0:
                 raise self._gone("timeout", f"the submission's code did not return within "
                                             f"{timeout:g} s (an endless loop?)")

@@ -292,3 +292,20 @@ def test_a_bigger_class_with_every_hostile_submission_twice(klass, tmp_path):
                              if not r.as_expected}) == (score, lost), g.student
         if "hostile-" not in g.student:
             assert json.dumps(grade_formats.verdicts(g)) == json.dumps(alone[g.student])
+
+
+def test_a_submission_that_uses_up_its_time_budget_is_stopped(klass, tmp_path):
+    """Each call slow but under the per-call limit: the per-submission budget stops it, and
+    every record it did not finish reads ERROR [timeout] naming the budget."""
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "layers.py").write_text(RIGHT.replace('''def affine_forward(x, w, b):
+''', '''def affine_forward(x, w, b):
+    import time
+    time.sleep(0.3)
+'''))
+    options = Options(records=(str(klass / "staff"),), cases=2,
+                      limits=Limits(timeout=3, budget=1.5))
+    (graded,) = grade([str(tmp_path / "slow")], options)
+    affine = graded.reports[0]
+    assert affine.kind == "timeout" and "budget of 1.5 s" in affine.results[0].message
+    assert all(r.kind == "timeout" for r in graded.reports)
