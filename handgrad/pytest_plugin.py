@@ -93,7 +93,8 @@ class RecordFile(pytest.File):
         lines = self.path.read_text(errors="replace").splitlines()
         marks = _file_marks(self.path)
         for item in self._items(records, broken, lines):
-            for mark in marks:
+            name = item.record.name if item.record is not None else None
+            for mark in marks.get(None, []) + marks.get(name, []):
                 item.add_marker(mark)
             yield item
 
@@ -118,15 +119,22 @@ class RecordFile(pytest.File):
                                          seed=seed, count=count, line=line)
 
 
-def _file_marks(path: Path) -> list:
-    """The ``pytestmark`` of a record file (a mark or a list of marks), as in a test module:
-    ``pytestmark = pytest.mark.xfail(reason=...)`` applies to every item of its records."""
+def _file_marks(path: Path) -> dict[str | None, list]:
+    """The ``pytestmark`` of a record file, as in a test module: a mark or a list of marks
+    applies to every item of its records (key None); a dict ``{"record-name": mark or marks}``
+    to the items of the records it names (``pytestmark = {"lstm": pytest.mark.slow}``)."""
     target = path.resolve()
     module = next((m for m in list(sys.modules.values())
                    if getattr(m, "__file__", None) and Path(m.__file__).resolve() == target),
                   None)
     marks = getattr(module, "pytestmark", [])
-    return list(marks) if isinstance(marks, list | tuple) else [marks]
+
+    def listed(value) -> list:
+        return list(value) if isinstance(value, list | tuple) else [value]
+
+    if isinstance(marks, dict):
+        return {name: listed(value) for name, value in marks.items()}
+    return {None: listed(marks)}
 
 
 def _line_of(name: str, lines: list[str]) -> int:

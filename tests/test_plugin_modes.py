@@ -73,7 +73,8 @@ def project(tmp_path_factory) -> Path:
         + '\npytestmark = [pytest.mark.xfail(reason="known wrong"), pytest.mark.slow]\n')
     (root / "grads" / "skipped.py").write_text(
         "import pytest\n" + textwrap.dedent(RECORDS).replace('name="linear', 'name="sk-linear')
-        + '\npytestmark = pytest.mark.skip(reason="not yet")\n')
+        + '\npytestmark = {"sk-linear": pytest.mark.skip(reason="not yet"),\n'
+        '              "sk-linear-w-doubled": [pytest.mark.skip(reason="not yet")]}\n')
     (root / "test_bench.py").write_text(textwrap.dedent(BENCH))
     return root
 
@@ -107,12 +108,14 @@ def test_benchmark_only_skips_the_records_without_an_internal_error(project):
 
 
 def test_skip_and_xfail_marks_on_a_record_file_act_on_its_items(project):
+    """``pytestmark`` of a file applies to its records' items; a dict applies per record."""
     done, outcomes = pytest_run(project, "-p", "no:cacheprovider")
     assert done.returncode == 1  # linear-w-doubled is wrong and expected to pass
     assert outcomes["linear[distinct0]"] == "passed"
     assert outcomes["linear-w-doubled[distinct0]"] == "failure"
     assert outcomes["xf-linear-w-doubled[distinct0]"] == "xfailed"
     assert outcomes["sk-linear[distinct0]"] == "skipped"
+    assert outcomes["sk-linear-w-doubled[distinct0]"] == "skipped"
 
 
 def test_k_and_m_select_record_items(project):
