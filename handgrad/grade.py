@@ -42,6 +42,19 @@ from handgrad.remote import Channel, Limits
 from handgrad.report import Report, Result, remember_record
 
 MAX_RESTARTS = 5
+PR_SET_DUMPABLE = 4
+
+
+def undumpable() -> None:
+    """Make this (grading) process non-dumpable: a process of the same user, a submission's
+    included, can then neither ptrace it nor read or write its memory through /proc (Linux;
+    root is not held back by this)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ def grade_one(folder: str, options: Options) -> Graded:
     """Grade one submission folder (see the module docstring)."""
     from handgrad.check import check
 
+    undumpable()
     source = Path(folder).resolve()
     graded = Graded(student=source.name, folder=folder)
     scratch = Path(tempfile.mkdtemp(prefix="handgrad-grade-"))
