@@ -104,6 +104,10 @@ HOSTILE = {
     # globals of its own process: nothing reaches the grader or the others; its code is right
     "global-state": RIGHT + '''
 import os, sys, random
+import torch
+torch.set_grad_enabled(False)
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(7)
 np.seterr(all="raise")
 np.random.seed(1)
 random.seed(1)
