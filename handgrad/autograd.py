@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from handgrad.record import Derivation, DerivationError
+from handgrad.state import explicit_state
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -47,6 +48,7 @@ def run_reference(record: Derivation, tensors: dict) -> tuple[torch.Tensor, dict
     return out, inter
 
 
+@explicit_state()
 def autograd_oracle(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
                     dtype: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(out, {key: dS/dkey}) for S = sum(dout * out), every differentiable input and intermediate.

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from handgrad import contain
 from handgrad.cases import Case, full_dims
 from handgrad.compare import compare
 from handgrad.contract import HandRun
@@ -73,6 +74,8 @@ def guarded(run: CaseRun, check: str, tensor: str, what: str, fix: str,
     """Any exception inside becomes an error result naming the check and the fix."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - a derivation that raises is a result, not a crash
+    except BaseException as exc:  # noqa: BLE001 - a derivation that raises is a result
+        if not contain.from_code(exc):
+            raise
         run.result(check, tensor, "error", kind=kind,
                    message=f"{what} raised {type(exc).__name__}: {exc}; {fix}")

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from handgrad import reconcile
+from handgrad import contain, reconcile
 from handgrad.autograd import autograd_oracle
 from handgrad.blame import output_shape_behind_exception
 from handgrad.caserun import CaseRun, guarded
@@ -23,6 +23,7 @@ from handgrad.oracles import REGISTRY
 from handgrad.randomness import caller_state_kept, seeded_per_call
 from handgrad.record import CHECKS, Derivation
 from handgrad.report import Report, Result, remember_record
+from handgrad.state import explicit_state
 
 __all__ = ["CHECKS", "CaseRun", "assemble", "cases_for", "check", "check_case", "run_oracles",
            "start_case"]
@@ -80,13 +81,23 @@ def check(record_or_name: Derivation | str, seed: int = 0, cases: int = 4, *,
     return report
 
 
+@explicit_state()
 def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -> list[Result]:
     """All checks of one case, float64 then float32. Never raises."""
+    contain.watch_interrupts()
     try:
         with caller_state_kept():
             return _check_case(seeded_per_call(record, case.data_seed), case, set(checks))
-    except Exception as exc:  # noqa: BLE001 - the last net: report, never crash the suite
+    except BaseException as exc:  # noqa: BLE001 - the last net: report, never crash the suite
+        if not contain.from_code(exc):
+            raise
         where = traceback.extract_tb(exc.__traceback__)[-1]
+        if not isinstance(exc, Exception):  # sys.exit() or KeyboardInterrupt in user code
+            return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
+                           "(code)", "error", kind="exception",
+                           message=f"the code under test {contain.escaped(exc)} (at "
+                                   f"{where.filename}:{where.lineno}); it must return, not "
+                                   "end the process")]
         return [Result(record.name, case.describe(), case.data_seed, "float64", "contract",
                        "(engine)", "error", kind="exception",
                        message=f"checking raised {type(exc).__name__}: {exc} (at "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from handgrad import config, html_report, parallel, scaffold, site, summary, terminal
+from handgrad import config, contain, html_report, parallel, scaffold, site, summary, terminal
 from handgrad.adapt_function import DEVICE_VARIABLE
 from handgrad.discovery import discover_sources
 from handgrad.report import Report
@@ -68,7 +68,8 @@ def select(records, names: list[str]):
 USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json]
        handgrad report [NAME ...] [--path DIR] --html DIR [--bench FILE]
        handgrad new NAME [--path DIR]
-(handgrad check --help, handgrad report --help, handgrad new --help)"""
+       handgrad grade --records STAFF_PATH SUBMISSION_DIR ... [-j N] [--html DIR]
+(handgrad check --help, handgrad report --help, handgrad new --help, handgrad grade --help)"""
 
 
 def new(argv: list[str]) -> int:
@@ -98,9 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         return new(argv[1:])
     if argv and argv[0] == "report":
         return report(argv[1:])
+    if argv and argv[0] == "grade":
+        from handgrad import grade_cli
+
+        return grade_cli.main(argv[1:])
     if not argv or argv[0] != "check":
         print(USAGE, file=sys.stderr)
         return 2
+    contain.watch_interrupts()
     args = build_parser().parse_args(argv[1:])
     paths = [p for group in args.path for p in group] if args.path else None
     sources = discover_sources(paths)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from handgrad import config
+from handgrad import config, contain
 from handgrad.record import Derivation, DerivationError
 
 
@@ -195,7 +195,7 @@ def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation
             if module is None:
                 continue
         except BaseException as exc:  # noqa: BLE001 - report, keep discovering
-            if isinstance(exc, KeyboardInterrupt):
+            if not contain.from_code(exc):
                 raise
             broken.append(Broken(str(file), f"importing {file} raised {type(exc).__name__}: "
                                             f"{exc}"))

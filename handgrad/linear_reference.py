@@ -11,12 +11,14 @@ import torch
 from handgrad.autograd import TORCH_DTYPES, run_reference, to_tensors
 from handgrad.errors import DerivationError
 from handgrad.record import Derivation
+from handgrad.state import explicit_state
 
 
 def _tensor(a: np.ndarray, dtype: str) -> torch.Tensor:
     return torch.from_numpy(np.array(a, copy=True)).to(TORCH_DTYPES[dtype])
 
 
+@explicit_state()
 def reference_jvp(record: Derivation, inputs: Mapping[str, np.ndarray],
                   tangents: Mapping[str, np.ndarray], dtype: str
                   ) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
@@ -49,6 +51,7 @@ def reference_jvp(record: Derivation, inputs: Mapping[str, np.ndarray],
     return arrays[0], dict(zip(wanted, arrays[1:])), how
 
 
+@explicit_state()
 def reference_hvp(record: Derivation, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
                   v: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     """{input: (H v) for it}: the Hessian of S = sum(dout * out) in all differentiable inputs,

@@ -14,20 +14,21 @@ Options: ``--grad-seed`` (seed of the case sampler), ``--grad-cases`` (cases per
 ``--grad-path`` (record folder or file, repeatable). The paths are added to what a plain
 ``pytest`` collects, and to what ``pytest some/file.py --grad-path P`` names; ``pytest
 some/file.py`` alone collects only what it names.
+
+The engine (numpy, torch, hypothesis) is imported only when a record file is collected: the
+plugin is loaded by every pytest run in the environment, most of which have no records.
+Items carry a location (the line of the record's name in its file), so that pytest can report
+them skipped (``--benchmark-only`` skips every test that is not a benchmark) or deselected.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from handgrad import config as handgrad_config
-from handgrad.cases import sample_cases
-from handgrad.check import check, check_case
-from handgrad.discovery import discover_path, python_files
-from handgrad.localise import localise, smallest_failing
-from handgrad.report import Report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,9 +63,12 @@ _PATHS = pytest.StashKey[list]()
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     paths = parent.config.stash.get(_PATHS, [])
+    if file_path.suffix != ".py" or not paths:
+        return None
+    from handgrad.discovery import python_files
+
     resolved = file_path.resolve()
-    if file_path.suffix == ".py" and any(resolved in [f.resolve() for f in python_files(p)]
-                                         for p in paths if p.exists()):
+    if any(resolved in [f.resolve() for f in python_files(p)] for p in paths if p.exists()):
         return RecordFile.from_parent(parent, path=file_path)
     return None
 
@@ -83,21 +87,61 @@ class RecordFile(pytest.File):
     """The records of one Python file."""
 
     def collect(self):
+        from handgrad.discovery import discover_path
+
         records, broken = discover_path(self.path, self.config.rootpath)
+        lines = self.path.read_text(errors="replace").splitlines()
+        marks = _file_marks(self.path)
+        for item in self._items(records, broken, lines):
+            name = item.record.name if item.record is not None else None
+            for mark in marks.get(None, []) + marks.get(name, []):
+                item.add_marker(mark)
+            yield item
+
+    def _items(self, records, broken, lines):
+        from handgrad.cases import sample_cases
+
         for b in broken:
-            yield RecordItem.from_parent(self, name=f"{self.path.name}[import]", broken=b)
+            yield RecordItem.from_parent(self, name=f"{self.path.name}[import]", broken=b,
+                                         line=0)
         seed = self.config.getoption("--grad-seed")
         count = self.config.getoption("--grad-cases")
         for record in records:
+            line = _line_of(record.name, lines)
             if record.expect == "reject":
                 yield RecordItem.from_parent(self, name=f"{record.name}[rejected]",
-                                             record=record, seed=seed, count=count)
+                                             record=record, seed=seed, count=count, line=line)
                 continue
             for i, case in enumerate(sample_cases(record, seed, count)):
                 yield RecordItem.from_parent(self, name=f"{record.name}[{case.origin}{i}]",
-                                             record=record, case=case)
+                                             record=record, case=case, line=line)
             yield RecordItem.from_parent(self, name=f"{record.name}[coverage]", record=record,
-                                         seed=seed, count=count)
+                                         seed=seed, count=count, line=line)
+
+
+def _file_marks(path: Path) -> dict[str | None, list]:
+    """The ``pytestmark`` of a record file, as in a test module: a mark or a list of marks
+    applies to every item of its records (key None); a dict ``{"record-name": mark or marks}``
+    to the items of the records it names (``pytestmark = {"lstm": pytest.mark.slow}``)."""
+    target = path.resolve()
+    module = next((m for m in list(sys.modules.values())
+                   if getattr(m, "__file__", None) and Path(m.__file__).resolve() == target),
+                  None)
+    marks = getattr(module, "pytestmark", [])
+
+    def listed(value) -> list:
+        return list(value) if isinstance(value, list | tuple) else [value]
+
+    if isinstance(marks, dict):
+        return {name: listed(value) for name, value in marks.items()}
+    return {None: listed(marks)}
+
+
+def _line_of(name: str, lines: list[str]) -> int:
+    """The 0-based line of the first quoted occurrence of a record's name in its file (0 when
+    the name is built, not written)."""
+    quoted = (f'"{name}"', f"'{name}'")
+    return next((i for i, text in enumerate(lines) if any(q in text for q in quoted)), 0)
 
 
 class RecordCheckError(Exception):
@@ -105,12 +149,24 @@ class RecordCheckError(Exception):
 
 
 class RecordItem(pytest.Item):
-    def __init__(self, *, record=None, case=None, seed=0, count=4, broken=None, **kwargs):
+    def __init__(self, *, record=None, case=None, seed=0, count=4, broken=None, line=0,
+                 **kwargs):
+        # pytest >= 9.2 keeps a structured id: "name[params]" parsed from the cache (--lf,
+        # --sw) splits at the bracket, so the item's own id must be built the same way.
+        base, bracket, params = kwargs["name"].partition("[")
+        if bracket and hasattr(kwargs.get("parent"), "id") and "nodeid" not in kwargs:
+            kwargs["nodeid"] = kwargs["parent"].id.child(base).with_params(
+                params.removesuffix("]"))
         super().__init__(**kwargs)
         self.record, self.case, self.seed, self.count, self.broken = (record, case, seed,
                                                                        count, broken)
+        self.line = line
 
     def runtest(self) -> None:
+        from handgrad.check import check, check_case
+        from handgrad.localise import localise, smallest_failing
+        from handgrad.report import Report
+
         if self.broken is not None:
             raise RecordCheckError(f"{self.broken.module}: {self.broken.message}")
         record = self.record
@@ -141,4 +197,4 @@ class RecordItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, None, f"{self.path.name}::{self.name}"
+        return self.path, self.line, f"{self.path.name}::{self.name}"

@@ -10,6 +10,7 @@ for its column numbers the cases, and the block gives each in full above the tab
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from handgrad import digest
+from handgrad import contain, digest
 from handgrad.report import STATUS_WORD, Report, Result, informativeness
 
 # Outside a terminal nothing is cut: lines are as long as their content (CI logs, files).
@@ -147,6 +148,13 @@ def block(out: Console, report: Report, verbose: bool = False) -> None:
             out.print(f"  {r.check} {r.tensor}: {r.message}", soft_wrap=True)
     for line in report.diagnoses:
         out.print(line, soft_wrap=True, markup=False)
+    printed = contain.output_of(report)
+    if printed and verbose:
+        out.print("  the code under test printed:")
+        out.print(textwrap.indent(printed.rstrip("\n"), "  | "), soft_wrap=True, markup=False)
+    elif printed:
+        out.print(f"  (the code under test printed {len(printed.splitlines())} lines: see "
+                  "--verbose)")
     v = digest.verdict(report)
     word = {"pass": "PASS", "VACUOUS": "VACUOUS (not a pass)", "FAIL": "FAIL",
             "NOT IMPLEMENTED YET": "NOT IMPLEMENTED YET (fill in the TODOs)",

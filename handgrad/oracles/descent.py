@@ -8,9 +8,11 @@ import numpy as np
 from handgrad.autograd import run_reference, to_tensors
 from handgrad.caserun import CaseRun
 from handgrad.oracles.base import Oracle
+from handgrad.state import explicit_state
 from handgrad.tolerances import tolerance
 
 
+@explicit_state()
 def descent(run: CaseRun) -> None:
     """One step of the record's update rule on S = sum(dout * out) (the loss itself, scaled,
     for a scalar loss; any layer's output otherwise): it lowers S and matches torch.optim.SGD

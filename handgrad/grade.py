@@ -1,0 +1,204 @@
+"""Grading a class: the staff's records against every submission, each submission contained.
+
+For each submission folder:
+
+1. a temporary copy of the folder is made, and a process of its own is started there from a
+   clean interpreter (:class:`handgrad.remote.Channel`), with its memory, output and per-call
+   time capped; the submission's code runs there and only there;
+2. the staff's record files are loaded afresh in the grader, where ``import layers`` (any
+   top-level module the submission's folder provides and nothing else does) gives a proxy of
+   the submission's module (:mod:`handgrad.proxies`);
+3. every record is checked here, with the engine of ``handgrad check``: the references, the
+   oracles, the comparisons, the Taylor fits and the verdict never run where the submission's
+   code can reach them. A submission that patches numpy, torch or handgrad changes only its
+   own process, hence only its own outputs; an answer that is not data is ``tampered``;
+4. a record during which the submission's process crashed, overran its time, its memory or its
+   output cap, or tampered, gets one error row of that kind; the process is started again for
+   the next record (at most ``MAX_RESTARTS`` times).
+
+Record files inside the submission folders are never loaded: the records, their tolerances,
+references and cases come from ``--records`` only.
+
+Submissions are graded in ``jobs`` grader processes (spawned, one torch thread each); a grader
+process never runs submission code, so it is reused from one submission to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from handgrad.discovery import Broken, discover_path
+from handgrad.proxies import RemoteModule, SubmissionFinder, module_names
+from handgrad.remote import Channel, Limits
+from handgrad.report import Report, Result, remember_record
+
+MAX_RESTARTS = 5
+PR_SET_DUMPABLE = 4
+
+
+def undumpable() -> None:
+    """Make this (grading) process non-dumpable: a process of the same user, a submission's
+    included, can then neither ptrace it nor read or write its memory through /proc (Linux;
+    root is not held back by this)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass(frozen=True)
+class Options:
+    records: tuple[str, ...]  # staff record files or folders
+    seed: int = 0
+    cases: int = 4
+    limits: Limits = Limits()
+    html: bool = False  # also draw the page of each record that is not as expected
+
+
+@dataclass
+class Graded:
+    """One submission's outcome: a report per staff record, in the records' order."""
+
+    student: str
+    folder: str
+    reports: list[Report] = field(default_factory=list)
+    broken: list[Broken] = field(default_factory=list)
+    printed: dict[str, str] = field(default_factory=dict)  # record -> what its run printed
+    pages: dict[str, str] = field(default_factory=dict)  # record -> its HTML page
+
+    def score(self, points: Callable[[str], float]) -> tuple[float, float]:
+        """(points earned, points possible): a record's points when it behaves as its record
+        expects, none otherwise."""
+        earned = sum(points(r.derivation) for r in self.reports if r.as_expected)
+        return earned, sum(points(r.derivation) for r in self.reports)
+
+
+def load_points(path: str | None) -> Callable[[str], float]:
+    """Points per record from a staff-side file (JSON or TOML ``{"record-name": points}``);
+    every record not named is worth 1."""
+    if path is None:
+        return lambda name: 1.0
+    text = Path(path).read_text()
+    table = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    table = table.get("points", table)
+    bad = [k for k, v in table.items() if not isinstance(v, int | float) or v < 0]
+    if bad:
+        raise ValueError(f"{path}: points must be non-negative numbers (see {bad})")
+    return lambda name: float(table.get(name, 1.0))
+
+
+def _incident_report(record, incident) -> Report:
+    """One error row of the incident's kind; no localisation (there is no case to re-run)."""
+    report = Report(record.name, record.expect, record.erratum, record.doc,
+                    expect_kind=record.expect_kind,
+                    results=[Result(record.name, "", 0, "float64", "contract", "(submission)",
+                                    "error", kind=incident.kind, message=incident.message)])
+    remember_record(report, record)
+    return report
+
+
+def grade_one(folder: str, options: Options) -> Graded:
+    """Grade one submission folder (see the module docstring)."""
+    from handgrad.check import check
+
+    undumpable()
+    source = Path(folder).resolve()
+    graded = Graded(student=source.name, folder=folder)
+    scratch = Path(tempfile.mkdtemp(prefix="handgrad-grade-"))
+    work = scratch / "work"
+    shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    symlinks=True)
+    names = module_names(work)
+    channel = Channel(work, work, options.limits)
+    finder = SubmissionFinder(channel, names)
+    sys.meta_path.append(finder)
+    restarts = 0
+    try:
+        records = []
+        for path in options.records:
+            found, broken = discover_path(Path(path))
+            records += found
+            graded.broken += broken
+        for record in records:
+            if not channel.alive and restarts < MAX_RESTARTS and not channel.spent:
+                restarts += 1
+                channel.start()
+            if not channel.alive:
+                last = channel.incidents[-1]
+                note = (f" (not run again: the process was restarted {MAX_RESTARTS} times)"
+                        if restarts >= MAX_RESTARTS else "")
+                graded.reports.append(_incident_report(record, type(last)(
+                    last.kind, last.message + note)))
+                continue
+            seen, start = len(channel.incidents), channel.printed_size()
+            report = check(record, options.seed, options.cases)
+            if len(channel.incidents) > seen:
+                report = _incident_report(record, channel.incidents[seen])
+            graded.printed[record.name] = channel.printed(start)
+            if options.html and not report.as_expected:
+                graded.pages[record.name] = _page(record, report, channel)
+            graded.reports.append(report)
+    finally:
+        sys.meta_path.remove(finder)
+        for name in names:
+            if isinstance(sys.modules.get(name), RemoteModule):
+                del sys.modules[name]
+        channel.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return graded
+
+
+def _page(record, report: Report, channel: Channel) -> str:
+    from handgrad import html_report
+    from handgrad.evidence import gather
+
+    evidence, note = None, ""
+    if channel.alive:
+        try:
+            evidence = gather(record, report)
+        except Exception as exc:  # noqa: BLE001 - the page says so, the grading goes on
+            note = f"drawing this page raised {type(exc).__name__}: {exc}"
+    return html_report.derivation_page(record, report, evidence, "", note)
+
+
+def _init_grader() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def grade(folders: Sequence[str], options: Options, jobs: int = 1,
+          on_graded: Callable[[int, Graded], None] | None = None) -> list[Graded]:
+    """Every submission of ``folders``, in their order, on ``jobs`` grader processes."""
+    out: list[Graded | None] = [None] * len(folders)
+    if jobs <= 1 or len(folders) <= 1:
+        for i, folder in enumerate(folders):
+            out[i] = grade_one(folder, options)
+            if on_graded:
+                on_graded(i, out[i])
+        return out
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"),
+                             initializer=_init_grader) as pool:
+        futures = {pool.submit(grade_one, folder, options): i for i, folder in enumerate(folders)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                out[i] = future.result()
+            except Exception as exc:  # noqa: BLE001 - a grader process lost: say so, go on
+                out[i] = Graded(Path(folders[i]).name, folders[i], broken=[Broken(
+                    folders[i], f"grading this submission failed in the grader "
+                                f"({type(exc).__name__}: {exc}); grade it again with -j 1")])
+            if on_graded:
+                on_graded(i, out[i])
+    return out
