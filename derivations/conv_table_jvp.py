@@ -103,15 +103,19 @@ def mistake(name: str, text: str, kind: str, jvp_fn, **changes) -> Derivation:
 
 
 MISTAKES = [
+    # The output maps whose table column equals its row stay right: 'slices' along D where the
+    # drawn table has such a map, 'values' where it has none (seeds 0 and 1 draw one, 2 and 3
+    # do not), so no single kind is expected.
     mistake("table-transposed", "(CJ1) W_dot switched on by T read as (D, C): kernel (d, p) "
-            "follows T[d, p] instead of T[p, d]", "values",
+            "follows T[d, p] instead of T[p, d]", "",
             lambda t, c: jvp(t, c, table=table_read_transposed), dims=SQUARE),
     # Only the output maps with a switched-off kernel go wrong: the maps the table feeds from
     # every input map are right, so the diagnosis names the wrong maps (slices along D).
     mistake("table-ignored", "(CJ1) the tangent of W used without the table: switched-off "
             "kernels move the output", "slices", lambda t, c: jvp(t, c, table=table_ignored)),
+    # The missing b_dot is the same for every sample and position of an output map: an offset.
     mistake("bias-tangent-dropped", "(CJ2) Yt_dot = Wm * X_dot + W_dot_m * X, without b_dot",
-            "values", bias_tangent_dropped),
+            "offset", bias_tangent_dropped),
     mistake("weight-tangent-dropped", "(CJ2) Yt_dot = Wm * X_dot + b_dot, without W_dot_m * X",
             "values", weight_tangent_dropped),
 ]

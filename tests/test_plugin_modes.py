@@ -82,7 +82,10 @@ def project(tmp_path_factory) -> Path:
 def pytest_run(project: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     junit = project / "junit.xml"
     junit.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": ""}
+    # A run of its own: not a worker of the xdist run this test may be part of (pytest-benchmark
+    # reads PYTEST_XDIST_WORKER and would disable itself, refusing --benchmark-only).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env["PYTHONPATH"] = ""
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--grad-cases", "1",
                            f"--junitxml={junit}", *args], cwd=project, env=env,
                           capture_output=True, text=True, timeout=300)
