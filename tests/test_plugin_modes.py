@@ -121,6 +121,7 @@ def test_skip_and_xfail_marks_on_a_record_file_act_on_its_items(project):
     assert outcomes["sk-linear-w-doubled[distinct0]"] == "skipped"
 
 
+@pytest.mark.slow  # a pytest run of its own (~5 s); CI runs it with -m slow
 def test_k_and_m_select_record_items(project):
     done, outcomes = pytest_run(project, "-p", "no:cacheprovider", "-k", "linear and not w-doubled",
                                 "-m", "not slow")
@@ -131,6 +132,7 @@ def test_k_and_m_select_record_items(project):
     assert {k.split("[")[0] for k in outcomes} == {"xf-linear", "xf-linear-w-doubled"}
 
 
+@pytest.mark.slow  # a pytest run of its own (~5 s); CI runs it with -m slow
 def test_x_stops_at_the_first_failing_record(project):
     done, outcomes = pytest_run(project, "-p", "no:cacheprovider", "-x", "grads/records.py")
     assert done.returncode == 1
@@ -145,6 +147,7 @@ def test_collect_only_lists_the_items_and_runs_none(project):
     assert "grads/records.py::linear-w-doubled[coverage]" in done.stdout
 
 
+@pytest.mark.slow  # a pytest run of its own (~5 s); CI runs it with -m slow
 def test_last_failed_and_stepwise_rerun_the_failing_record(project):
     cache = ["-o", f"cache_dir={project / '.cache'}"]
     first, _ = pytest_run(project, *cache)
@@ -156,6 +159,7 @@ def test_last_failed_and_stepwise_rerun_the_failing_record(project):
     assert list(outcomes.values()).count("failure") == 1
 
 
+@pytest.mark.slow  # a pytest run of its own (~5 s); CI runs it with -m slow
 def test_two_xdist_workers_run_the_records(project):
     done, outcomes = pytest_run(project, "-p", "no:cacheprovider", "-n", "2",
                                 "grads/records.py")
