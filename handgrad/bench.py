@@ -103,6 +103,8 @@ def _numpy_blas() -> str:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{blas.get('name', '?')} {blas.get('version', '')} (kernel unknown: install " \
             "threadpoolctl)"
+    import numpy  # noqa: F401 - threadpoolctl sees only the libraries already loaded
+
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     return "; ".join(f"{p['internal_api']} {p.get('version') or ''} kernel "
                      f"{p.get('architecture') or '?'}, {p['num_threads']} threads"
