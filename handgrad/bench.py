@@ -94,16 +94,9 @@ def simd_level(cpuinfo: str) -> str:
 
 
 def _numpy_blas() -> str:
-    """NumPy's BLAS with the kernel it chose and its threads (threadpoolctl where installed)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        import numpy as np
-
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')} (kernel unknown: install " \
-            "threadpoolctl)"
+    """NumPy's BLAS with the kernel it chose and its threads."""
     import numpy  # noqa: F401 - threadpoolctl sees only the libraries already loaded
+    from threadpoolctl import threadpool_info
 
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     return "; ".join(f"{p['internal_api']} {p.get('version') or ''} kernel "
