@@ -7,7 +7,7 @@ repository root: ``PYTHONPATH=. python docs/compare_gradcheck_functions.py``."""
 from torch.autograd import gradcheck, gradgradcheck
 
 import handgrad
-from handgrad.adapt_function import function_of
+from handgrad.adapt.functions import function_of
 from handgrad.cases import Case, build_inputs
 
 

@@ -48,7 +48,7 @@ sys.modules[__name__].__class__ = _Package
 
 def _notebook_html(report) -> str:
     # The notebook view draws with matplotlib: imported when a notebook first shows a report.
-    from handgrad.notebook import html
+    from handgrad.views.notebook import html
 
     return html(report)
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
-from handgrad import config, contain, html_report, parallel, scaffold, site, summary, terminal
-from handgrad.adapt_function import DEVICE_VARIABLE
+from handgrad import config, contain, parallel, scaffold
+from handgrad.adapt.functions import DEVICE_VARIABLE
 from handgrad.discovery import discover_sources
 from handgrad.report import Report
+from handgrad.views import html_report, site, summary, terminal
 
 
 def parse_dims(text: str) -> dict[str, int]:
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "report":
         return report(argv[1:])
     if argv and argv[0] == "grade":
-        from handgrad import grade_cli
+        from handgrad.grade import cli as grade_cli
 
         return grade_cli.main(argv[1:])
     if not argv or argv[0] != "check":

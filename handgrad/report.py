@@ -109,7 +109,7 @@ class Report:
         """The report in a notebook (Jupyter calls this): the verdict, the tensor x oracle
         table, the diagnosis with heatmaps of what is wrong, and the Taylor and
         finite-difference curves of its most telling case (re-run once, drawn inline). The view
-        is :func:`handgrad.notebook.html`, set by ``import handgrad`` (this module imports no
+        is :func:`handgrad.views.notebook.html`, set by ``import handgrad`` (this module imports no
         view); None (plain repr) without it."""
         return _HTML_VIEW(self) if _HTML_VIEW is not None else None
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from handgrad import site
 from handgrad.discovery import find
+from handgrad.views import site
 
 FAILING = "rnn-mutant-recurrent-term-dropped"
 PASSING = "mlp-ce-tanh"

@@ -118,7 +118,7 @@ def test_the_reserved_symbol_check_catches_a_planted_clash():
 
 
 def test_every_equation_of_every_page_converts_to_mathml():
-    from handgrad.markdown_html import render
+    from handgrad.views.markdown_html import render
     for page in [*pages(), NOTATION]:
         html, _ = render(page.read_text())
         assert "<math" in html, f"{page.name}: no equation typeset"

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import handgrad
-from handgrad.adapt_function import function_of
+from handgrad.adapt.functions import function_of
 from handgrad.cases import Case, build_inputs, upstream
 
 

@@ -13,7 +13,7 @@ from torch.autograd import gradcheck
 
 import handgrad
 from handgrad import adapt, cli
-from handgrad.adapt_function import DEVICE_VARIABLE, function_of
+from handgrad.adapt.functions import DEVICE_VARIABLE, function_of
 from tests import corpus_functions as corpus
 
 CASES = 2

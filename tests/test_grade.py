@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from handgrad import grade_cli, grade_formats
 from handgrad.grade import Options, grade, load_points
-from handgrad.remote import Limits
+from handgrad.grade import cli as grade_cli
+from handgrad.grade import formats as grade_formats
+from handgrad.grade.remote import Limits
 
 STAFF = '''
 import torch

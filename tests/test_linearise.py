@@ -224,7 +224,7 @@ def test_the_reference_linearisations_of_the_right_records_are_not_zero():
     a factor): their reference tangent and H v are non-zero (the zero Hessian of the
     elementwise relu aside, which is right as zero and caught when not, see WRONG)."""
     from handgrad.cases import build_inputs
-    from handgrad.linear_reference import reference_hvp, reference_jvp
+    from handgrad.oracles.numerics.linear_reference import reference_hvp, reference_jvp
 
     for record in (L.TANH, L.CE, L.RELU):
         case = sample_cases(record, 0, 1)[0]
@@ -274,8 +274,8 @@ def test_a_reference_torch_func_cannot_run_is_linearised_by_double_vjp():
 
 
 def test_the_report_page_draws_the_second_order_taylor_curve_and_the_identities():
-    from handgrad import html_report
-    from handgrad.evidence import gather
+    from handgrad.views import html_report
+    from handgrad.views.evidence import gather
 
     wrong = next(w for w in L.WRONG if w.name.endswith("hvp-asymmetric"))
     report = handgrad.check(wrong, cases=2, shrink=False)

@@ -101,7 +101,7 @@ def test_complex_step_on_an_unholomorphic_forward_is_unreliable_not_a_failure():
 
 def test_richardson_error_estimate_bounds_the_true_error():
     """On a smooth function with a known derivative the estimate is within its own bound."""
-    from handgrad import fd
+    from handgrad.oracles.numerics import fd
 
     def evaluate(name, x):
         terms = np.sin(3 * x) * np.exp(x)

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 
 import handgrad
-from handgrad import cli, fd, site
+from handgrad import cli
 from handgrad.discovery import find
-from handgrad.evidence import gather
+from handgrad.oracles.numerics import fd
 from handgrad.report import Report
+from handgrad.views import site
+from handgrad.views.evidence import gather
 
 RIGHT = "mlp-ce-tanh"
 SLICES = "rnn-mutant-recurrent-term-dropped"  # wrong in time steps 0..T-2, right at T-1

@@ -13,8 +13,9 @@ import pytest
 from rich.console import Console
 
 import handgrad
-from handgrad import cli, terminal
+from handgrad import cli
 from handgrad.discovery import find
+from handgrad.views import terminal
 
 CASES = 2
 

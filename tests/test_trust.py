@@ -73,7 +73,7 @@ def test_a_taylor_failure_contradicted_by_the_exact_oracles_is_not_a_verdict(mon
     Taylor slope alone (a kink the test could not see) is reported unreliable, with why; a
     wrong gradient keeps its Taylor failure."""
     from handgrad.oracles import taylor as taylor_oracle
-    from handgrad.taylor import TaylorResult
+    from handgrad.oracles.numerics.taylor import TaylorResult
 
     def always_slope_one(*args, **kwargs):
         return TaylorResult("fail", 1.0, (), (), (), (), (), "remainder slope 1.00 (forced)")

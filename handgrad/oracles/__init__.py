@@ -6,7 +6,10 @@ with an ``ORACLE`` and one line here.
 Gradients: ``autograd`` (the PyTorch reference), ``finite_differences``, ``complex_step``,
 ``taylor``, ``descent``. Hand JVPs and HVPs (the record's ``jvp`` and ``hvp``): ``jvp``,
 ``jvp_fd``, ``jvp_complex_step``, ``dot_product``, ``hvp``, ``hvp_fd``, ``symmetry``,
-``linearity``, ``taylor2``.
+``linearity``, ``taylor2``. Their numerical helpers are in :mod:`handgrad.oracles.numerics`.
+
+May import the records and cases (and :mod:`handgrad.adapt`, for Function records); the
+checking, the views and the grader import the oracles, never the other way round.
 """
 
 from __future__ import annotations

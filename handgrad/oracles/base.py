@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handgrad import fd
 from handgrad.caserun import CaseRun
-from handgrad.kinks import rounding_noise
+from handgrad.oracles.numerics import fd
+from handgrad.oracles.numerics.kinks import rounding_noise
 
 DIRECTIONS = 3
 # The default fix an oracle names when evaluating the record's functions raises.

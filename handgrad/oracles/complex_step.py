@@ -7,10 +7,10 @@ import dataclasses
 
 import numpy as np
 
-from handgrad import fd
 from handgrad.caserun import CaseRun
 from handgrad.compare import compare
 from handgrad.oracles.base import Oracle, central, directions, elementwise, usable
+from handgrad.oracles.numerics import fd
 from handgrad.tolerances import tolerance
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
 from handgrad.cases import full_dims
 from handgrad.diagnose import diagnose
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import (
     PROBE_COUNT,
@@ -21,6 +19,8 @@ from handgrad.oracles.linear import (
     probe_judgement,
     upstream_like,
 )
+from handgrad.oracles.numerics import linear_hand
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.tolerances import IDENTITY_RTOL
 
 

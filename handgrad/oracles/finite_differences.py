@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handgrad import fd
 from handgrad.caserun import CaseRun
 from handgrad.cases import full_dims
 from handgrad.compare import compare
@@ -25,6 +24,7 @@ from handgrad.oracles.base import (
     rng,
     usable,
 )
+from handgrad.oracles.numerics import fd
 from handgrad.report import Result
 from handgrad.tolerances import tolerance
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from handgrad.adapt_function import FunctionInfo, function_of
+from handgrad.adapt.functions import FunctionInfo, function_of
 from handgrad.caserun import CaseRun
 from handgrad.oracles.base import Oracle
 from handgrad.report import Result

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from handgrad.adapt_function import FunctionInfo, function_of
+from handgrad.adapt.functions import FunctionInfo, function_of
 from handgrad.caserun import CaseRun
 from handgrad.oracles.autograd import ROUNDING_MARGIN
 from handgrad.oracles.base import Oracle

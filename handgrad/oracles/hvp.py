@@ -4,10 +4,10 @@ in float64 and float32, with a random upstream gradient, so that an hvp ignoring
 from __future__ import annotations
 
 from handgrad.caserun import CaseRun
-from handgrad.linear_hand import LinearContractError
-from handgrad.linear_reference import reference_hvp
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import broken, float32_allowance, hand_hvp
+from handgrad.oracles.numerics.linear_hand import LinearContractError
+from handgrad.oracles.numerics.linear_reference import reference_hvp
 from handgrad.tolerances import tolerance
 
 

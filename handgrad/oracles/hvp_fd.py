@@ -2,18 +2,18 @@
 d/dt grad S(p + t v) at t = 0 is H v (no reference needed). Piecewise-linear layers (relu,
 max-pool) have a gradient that jumps where a unit changes side: a stencil straddling such a jump
 is retried with smaller steps, and what still straddles one is judged between its one-sided
-differences, never called wrong (see :mod:`handgrad.line_fd`)."""
+differences, never called wrong (see :mod:`handgrad.oracles.numerics.line_fd`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
-from handgrad.line_fd import step
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import broken, hand_hvp, judge_line, line_derivative
+from handgrad.oracles.numerics import linear_hand
+from handgrad.oracles.numerics.line_fd import step
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.tolerances import tolerance
 
 

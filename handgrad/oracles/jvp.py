@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 from handgrad.caserun import CaseRun
-from handgrad.linear_hand import LinearContractError
-from handgrad.linear_reference import reference_jvp
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import broken, float32_allowance, hand_jvp
+from handgrad.oracles.numerics.linear_hand import LinearContractError
+from handgrad.oracles.numerics.linear_reference import reference_jvp
 from handgrad.tolerances import tolerance
 
 

@@ -10,11 +10,11 @@ import numpy as np
 
 from handgrad.caserun import CaseRun
 from handgrad.compare import compare
-from handgrad.fd import COMPLEX_STEP
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.jvp_fd import along_tangent
 from handgrad.oracles.linear import broken, hand_jvp
+from handgrad.oracles.numerics.fd import COMPLEX_STEP
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.tolerances import tolerance
 
 

@@ -1,16 +1,16 @@
 """Central differences of the NumPy forward along the tangent, in float64, against the hand JVP:
 d/dt out(p + t v) at t = 0 is J v, entry by entry (Richardson, error bound and kinks as in
-:mod:`handgrad.line_fd`). Needs no reference."""
+:mod:`handgrad.oracles.numerics.line_fd`). Needs no reference."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from handgrad.caserun import CaseRun
-from handgrad.line_fd import step
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import broken, hand_jvp, judge_line, line_derivative
+from handgrad.oracles.numerics.line_fd import step
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.tolerances import tolerance
 
 

@@ -8,15 +8,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from handgrad import line_fd, linear_hand
 from handgrad.caserun import CaseRun
 from handgrad.cases import full_dims
 from handgrad.compare import compare
 from handgrad.diagnose import diagnose
-from handgrad.fd import Estimate
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.autograd import ROUNDING_MARGIN
 from handgrad.oracles.finite_differences import verdicts
+from handgrad.oracles.numerics import line_fd, linear_hand
+from handgrad.oracles.numerics.fd import Estimate
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.report import Result
 
 # Purposes of the seeded directions (each check draws its own, the same in both dtypes).

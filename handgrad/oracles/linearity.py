@@ -9,11 +9,11 @@ import dataclasses
 
 import numpy as np
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import SECOND, TANGENT, broken, directions
+from handgrad.oracles.numerics import linear_hand
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.tolerances import tolerance
 
 # a + b = -0.75, far from 1; both exact in binary.

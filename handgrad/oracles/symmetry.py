@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle
 from handgrad.oracles.linear import PROBE_COUNT, SECOND, broken, directions, probe_judgement
+from handgrad.oracles.numerics import linear_hand
+from handgrad.oracles.numerics.linear_hand import LinearContractError
 from handgrad.tolerances import IDENTITY_RTOL
 
 

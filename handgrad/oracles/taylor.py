@@ -1,4 +1,4 @@
-"""The Taylor-remainder test of the hand gradient (see :mod:`handgrad.taylor`)."""
+"""The Taylor-remainder test of the hand gradient (see :mod:`handgrad.oracles.numerics.taylor`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from handgrad.caserun import CaseRun
 from handgrad.oracles.base import Oracle, evaluate_all, noise, usable
-from handgrad.taylor import taylor_test
+from handgrad.oracles.numerics.taylor import taylor_test
 
 
 def taylor(run: CaseRun) -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from handgrad import linear_hand
 from handgrad.caserun import CaseRun
-from handgrad.linear_hand import LinearContractError
 from handgrad.oracles.base import Oracle, evaluate_all, noise, usable
 from handgrad.oracles.linear import broken, hand_hvp
-from handgrad.taylor import taylor_test
+from handgrad.oracles.numerics import linear_hand
+from handgrad.oracles.numerics.linear_hand import LinearContractError
+from handgrad.oracles.numerics.taylor import taylor_test
 
 
 def taylor2(run: CaseRun) -> None:

@@ -1,5 +1,5 @@
 """The submission's modules, functions, classes and objects as the grader sees them: proxies
-whose every use is a request to the submission's process (:class:`handgrad.remote.Channel`).
+whose every use is a request to the submission's process (:class:`handgrad.grade.remote.Channel`).
 
 ``import layers`` in the grader gives a :class:`RemoteModule` (:class:`SubmissionFinder`, last
 on ``sys.meta_path``, so only a module that nothing else provides is the submission's).
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from handgrad.remote import Channel, RemoteError, SubmissionGoneError
-from handgrad.sandbox import DATA, HANDLE, METHOD, PATH
+from handgrad.grade.remote import Channel, RemoteError, SubmissionGoneError
+from handgrad.grade.sandbox import DATA, HANDLE, METHOD, PATH
 
 
 def _to_wire(value, depth: int = 0):

@@ -1,5 +1,5 @@
 """The grader's channel to one submission: its process, and the requests to it. The
-proxies that make its modules look local are in :mod:`handgrad.proxies`.
+proxies that make its modules look local are in :mod:`handgrad.grade.proxies`.
 
 ``Channel`` starts the submission's process (``python -I sandbox.py``, a new session, in a
 temporary working directory, with its memory and output capped) and carries requests to it,
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from handgrad.sandbox import OUTPUT_CAP
+from handgrad.grade.sandbox import OUTPUT_CAP
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 # The largest answer read from a submission: far above any array a record's case makes, far

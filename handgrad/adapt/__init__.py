@@ -4,7 +4,7 @@
 ``layer``  ``layer.forward(x)``, ``dx = layer.backward(dout)``, parameter gradients left in
            ``layer.dW`` or ``layer.grads["W"]``, handed to ``self.update(...)`` or to an
            optimizer; a layer whose backward also steps is checked at learning rate 0 and its
-           own step compared with SGD (:mod:`handgrad.adapt_layer`)
+           own step compared with SGD (:mod:`handgrad.adapt.layers`)
 ``loss``   ``loss, dx = f(x, y)``; ``loss, grads = f(params, X, y)``; parameters as module globals
 
 Each returns a :class:`handgrad.Derivation`; every other keyword argument goes to the record
@@ -22,7 +22,7 @@ order, size-1 axes written ``1`` dropped or added): the adapter moves the refere
 into it and its outputs back. The reference is called with the inputs by name when its
 signature names them all, positionally in the order of the inputs otherwise (``torch.relu``).
 
-Conventions beyond these (:mod:`handgrad.adapt_calls`): ``returns="out, _, cache"`` for
+Conventions beyond these (:mod:`handgrad.adapt.calls`): ``returns="out, _, cache"`` for
 functions returning more than they are checked on, ``grad_keys="d{name}"`` for gradients in a
 dict with a prefix (or a tuple of names for another order), ``backward_args``, ``as_list`` for
 inputs passed as one list, ``globals=(module, {...})`` for hyper-parameters held in module
@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.adapt_calls import (
+from handgrad.adapt.calls import (
     CACHE,
     LR,
     InputRef,
@@ -58,10 +58,10 @@ from handgrad.adapt_calls import (
     positional,
     with_rate,
 )
-from handgrad.adapt_function import function
-from handgrad.adapt_grads import passed_to
-from handgrad.adapt_layer import layer as _layer
-from handgrad.adapt_spec import (
+from handgrad.adapt.functions import function
+from handgrad.adapt.grads import passed_to
+from handgrad.adapt.layers import layer as _layer
+from handgrad.adapt.spec import (
     OUT,
     AdaptedCache,
     DimSpec,

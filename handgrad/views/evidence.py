@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from handgrad import fd
 from handgrad.autograd import autograd_oracle
 from handgrad.cases import Case
 from handgrad.check import run_oracles, start_case
 from handgrad.oracles.base import central, elementwise, usable
+from handgrad.oracles.numerics import fd
+from handgrad.oracles.numerics.taylor import TaylorResult
 from handgrad.record import Derivation
 from handgrad.report import Report, case_dims, informativeness
-from handgrad.taylor import TaylorResult
 
 # The sweep: central differences at half-decade steps from 1e-12 to 1 (relative to max(1, |x|)),
 # enough to show truncation (error ~ h^2, right) and round-off (error ~ eps/h, left) meeting.

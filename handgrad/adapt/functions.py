@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.autograd import forward_ad
 
-from handgrad.adapt_spec import AdaptedCache, DimSpec, ShapeSpec, Spec, build_spec, fail
+from handgrad.adapt.spec import AdaptedCache, DimSpec, ShapeSpec, Spec, build_spec, fail
 from handgrad.record import Derivation
 
 # The environment variable (set by ``handgrad check --device``) that moves the device checks of

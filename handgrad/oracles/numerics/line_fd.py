@@ -2,14 +2,15 @@
 HVPs: phi(t) = out(p + t v) (the tangent of the output) or phi(t) = grad(p + t v) (the record's
 own backward, whose derivative along v is H v).
 
-The same Richardson estimate as :mod:`handgrad.fd`, entry by entry: D(h) = (phi(h) - phi(-h)) / 2h,
-R = (4 D(h/2) - D(h)) / 3, truncation bound |D(h/2) - D(h)| / 3. The round-off bound of an entry is
-max(30 eps s, 10 sigma) / h, where s is the largest |phi| over the entry's tensor (the entries of a
-gradient are sums of terms of that size, whose rounding does not shrink with the entry) and sigma
-the entry's measured rounding noise (:func:`noise`, More and Wild's ECnoise, vectorised). The
-kink test of :mod:`handgrad.kinks` runs on every entry: a stencil that straddles a kink in any
-entry (a relu changing side: a kink of the output, a jump of the gradient) is retried at h/16,
-h/256, h/4096; entries that still straddle one are marked, and their one-sided differences kept.
+The same Richardson estimate as :mod:`handgrad.oracles.numerics.fd`, entry by entry:
+D(h) = (phi(h) - phi(-h)) / 2h, R = (4 D(h/2) - D(h)) / 3, truncation bound |D(h/2) - D(h)| / 3.
+The round-off bound of an entry is max(30 eps s, 10 sigma) / h, where s is the largest |phi| over
+the entry's tensor (the entries of a gradient are sums of terms of that size, whose rounding does
+not shrink with the entry) and sigma the entry's measured rounding noise (:func:`noise`, More and
+Wild's ECnoise, vectorised). The kink test of :mod:`handgrad.oracles.numerics.kinks` runs on every
+entry: a stencil that straddles a kink in any entry (a relu changing side: a kink of the output, a
+jump of the gradient) is retried at h/16, h/256, h/4096; entries that still straddle one are
+marked, and their one-sided differences kept.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from handgrad.fd import EPS, NOISE_FACTOR, ROUNDOFF_FACTOR, SHRINK, SHRINKS, STEP, Estimate
-from handgrad.kinks import kinked, value_noise
+from handgrad.oracles.numerics.fd import (
+    EPS,
+    NOISE_FACTOR,
+    ROUNDOFF_FACTOR,
+    SHRINK,
+    SHRINKS,
+    STEP,
+    Estimate,
+)
+from handgrad.oracles.numerics.kinks import kinked, value_noise
 
 Line = Callable[[float], np.ndarray]  # t -> the flattened float64 values at p + t v
 # ECnoise spacing relative to the step: far below any curvature, far above eps.

@@ -14,12 +14,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from handgrad import html_report
 from handgrad.check import check
-from handgrad.evidence import gather
-from handgrad.markdown_html import doc_filename, doc_path, render
 from handgrad.record import Derivation
 from handgrad.report import Report
+from handgrad.views import html_report
+from handgrad.views.evidence import gather
+from handgrad.views.markdown_html import doc_filename, doc_path, render
 
 _WORKER_RECORDS: dict[str, Derivation] = {}
 

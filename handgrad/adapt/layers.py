@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.adapt_calls import (
+from handgrad.adapt.calls import (
     Returns,
     check_input_refs,
     keyed_by,
@@ -28,8 +28,8 @@ from handgrad.adapt_calls import (
     uses_rate,
     with_rate,
 )
-from handgrad.adapt_grads import GradSlot, PassedTo, RecordingOptimizer, Slot, wrap_method
-from handgrad.adapt_spec import (
+from handgrad.adapt.grads import GradSlot, PassedTo, RecordingOptimizer, Slot, wrap_method
+from handgrad.adapt.spec import (
     OUT,
     AdaptedCache,
     ShapeSpec,
@@ -38,7 +38,7 @@ from handgrad.adapt_spec import (
     wrap_kink,
     wrap_linear,
 )
-from handgrad.adapt_time import Unroll
+from handgrad.adapt.unroll import Unroll
 from handgrad.record import Derivation, DerivationError
 from handgrad.shapes import Dims, Shape
 

@@ -141,7 +141,7 @@ def _verdict_cell(report: Report) -> str:
 def write_site(out: Path, graded: Sequence[Graded], points: Points) -> Path:
     """``out/index.html`` (students), ``out/<student>/index.html`` (records) and
     ``out/<student>/<record>.html`` for each record that is not as expected."""
-    from handgrad import html_report
+    from handgrad.views import html_report
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -3,11 +3,11 @@
 For each submission folder:
 
 1. a temporary copy of the folder is made, and a process of its own is started there from a
-   clean interpreter (:class:`handgrad.remote.Channel`), with its memory, output and per-call
+   clean interpreter (:class:`handgrad.grade.remote.Channel`), with its memory, output and per-call
    time capped; the submission's code runs there and only there;
 2. the staff's record files are loaded afresh in the grader, where ``import layers`` (any
    top-level module the submission's folder provides and nothing else does) gives a proxy of
-   the submission's module (:mod:`handgrad.proxies`);
+   the submission's module (:mod:`handgrad.grade.proxies`);
 3. every record is checked here, with the engine of ``handgrad check``: the references, the
    oracles, the comparisons, the Taylor fits and the verdict never run where the submission's
    code can reach them. A submission that patches numpy, torch or handgrad changes only its
@@ -37,8 +37,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from handgrad.discovery import Broken, discover_path
-from handgrad.proxies import RemoteModule, SubmissionFinder, module_names
-from handgrad.remote import Channel, Limits
+from handgrad.grade.proxies import RemoteModule, SubmissionFinder, module_names
+from handgrad.grade.remote import Channel, Limits
 from handgrad.report import Report, Result, remember_record
 
 MAX_RESTARTS = 5
@@ -160,8 +160,8 @@ def grade_one(folder: str, options: Options) -> Graded:
 
 
 def _page(record, report: Report, channel: Channel) -> str:
-    from handgrad import html_report
-    from handgrad.evidence import gather
+    from handgrad.views import html_report
+    from handgrad.views.evidence import gather
 
     evidence, note = None, ""
     if channel.alive:

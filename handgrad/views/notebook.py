@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from handgrad import html_report
 from handgrad.discovery import find
-from handgrad.evidence import gather
 from handgrad.report import Report, checked_record
+from handgrad.views import html_report
+from handgrad.views.evidence import gather
 
 RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
 

@@ -6,12 +6,11 @@ round-off floor for a few steps; the slope of log r against log h over the small
 above the floor decides. Points at or under the floor never enter the fit, so round-off cannot
 decide the verdict.
 
-A kink (relu, max, abs, clip) at distance t along v also makes r first order, but only for h > t.
-So S is evaluated at -h too, and the kink test of :mod:`handgrad.kinks` marks every step whose
-stencil [-h, h] is not smooth; only steps below the smallest marked one (the kink-free radius)
-enter the fit. Where no step is left, or the point lies on a kink, the result says so
-(unreliable) instead of judging the gradient.
-"""
+A kink (relu, max, abs, clip) at distance t along v also makes r first order, but only for h > t. So
+S is evaluated at -h too, and the kink test of :mod:`handgrad.oracles.numerics.kinks` marks every
+step whose stencil [-h, h] is not smooth; only steps below the smallest marked one (the kink-free
+radius) enter the fit. Where no step is left, or the point lies on a kink, the result says so
+(unreliable) instead of judging the gradient."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handgrad.kinks import kinked, rounding_noise, value_noise
+from handgrad.oracles.numerics.kinks import kinked, rounding_noise, value_noise
 from handgrad.tolerances import TAYLOR2_MIN_SLOPE, TAYLOR_MIN_SLOPE
 
 HALVINGS = 48

@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from handgrad import digest, plots
-from handgrad.evidence import Evidence
-from handgrad.markdown_html import anchor, doc_path, render
 from handgrad.record import Derivation
 from handgrad.report import STATUS_WORD, Report, Result, reproduce_command
 from handgrad.tolerances import IDENTITY_RTOL
+from handgrad.views import digest, plots
+from handgrad.views.evidence import Evidence
+from handgrad.views.markdown_html import anchor, doc_path, render
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1180px;

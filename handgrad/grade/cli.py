@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from handgrad import grade_formats, parallel, summary
+from handgrad import parallel
 from handgrad.grade import Graded, Options, grade, load_points
-from handgrad.remote import Limits
+from handgrad.grade import formats as grade_formats
+from handgrad.grade.remote import Limits
+from handgrad.views import summary
 
 
 def build_parser() -> argparse.ArgumentParser:

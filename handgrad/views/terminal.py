@@ -18,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from handgrad import contain, digest
+from handgrad import contain
 from handgrad.report import STATUS_WORD, Report, Result, informativeness
+from handgrad.views import digest
 
 # Outside a terminal nothing is cut: lines are as long as their content (CI logs, files).
 FILE_WIDTH = 1000

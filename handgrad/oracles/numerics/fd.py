@@ -6,9 +6,9 @@ size of that correction, estimates what is left. The step is eps^(1/5) / 4 * max
 (1.8e-4 in float64): eps^(1/5) balances the O(h^4) truncation against the eps/h round-off, and
 the quarter keeps perturbations inside the 1e-3 margin the sampler leaves around kinks. The error
 bound adds the round-off, 30 eps sum|terms| / h. A stencil that straddles a kink (the test of
-:mod:`handgrad.kinks`) is retried with smaller steps; at a point on a kink the one-sided
-differences bracket the valid subgradients. Where the bound itself exceeds the tolerance, the
-result says so instead of judging the derivation.
+:mod:`handgrad.oracles.numerics.kinks`) is retried with smaller steps; at a point on a kink the
+one-sided differences bracket the valid subgradients. Where the bound itself exceeds the tolerance,
+the result says so instead of judging the derivation.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handgrad.kinks import kinked, value_noise
+from handgrad.oracles.numerics.kinks import kinked, value_noise
 from handgrad.record import Derivation
 
 EPS = float(np.finfo(np.float64).eps)
@@ -27,8 +27,8 @@ STEP = 0.25 * EPS ** 0.2
 # R = (4 D(h/2) - D(h)) / 3 weighs the four evaluations by 3/h in all; each carries a rounding
 # error of about depth * eps * sum|terms|, and 10 layers of depth is generous here. A loss that
 # cancels internally (log-sum-exp minus the logit) rounds at the size of its intermediates, not
-# of its value, so the measured noise of S (:func:`handgrad.kinks.rounding_noise`) also enters:
-# 10 sigma / h bounds R's noise, whose standard deviation is about 1.9 sigma / h.
+# of its value, so the measured noise of S (:func:`handgrad.oracles.numerics.kinks.rounding_noise`)
+# also enters: 10 sigma / h bounds R's noise, whose standard deviation is about 1.9 sigma / h.
 ROUNDOFF_FACTOR = 30.0
 NOISE_FACTOR = 10.0
 COMPLEX_STEP = 1e-30
@@ -42,7 +42,7 @@ SHRINKS = 3
 class Estimate:
     """Finite-difference derivatives, the two parts of their error bound, the one-sided
     estimates (which bracket the derivative's one-sided limits at a kink), and whether the
-    smallest step tried still straddled a kink (see :mod:`handgrad.kinks`)."""
+    smallest step tried still straddled a kink (see :mod:`handgrad.oracles.numerics.kinks`)."""
 
     value: np.ndarray
     truncation: np.ndarray

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.adapt_spec import fail
+from handgrad.adapt.spec import fail
 from handgrad.record import DerivationError
 
 CACHE = "cache"

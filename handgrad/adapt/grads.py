@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.adapt_spec import fail
+from handgrad.adapt.spec import fail
 from handgrad.record import DerivationError
 
 GradSlot = str | Callable[[Any, str], np.ndarray]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.adapt_spec import Spec, fail
+from handgrad.adapt.spec import Spec, fail
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from handgrad.evidence import FigurePair, Sweep, TensorDiff
-from handgrad.taylor import TaylorResult
+from handgrad.oracles.numerics.taylor import TaylorResult
+from handgrad.views.evidence import FigurePair, Sweep, TensorDiff
 
 STYLE = {"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 9.5, "legend.fontsize": 8,
          "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100}

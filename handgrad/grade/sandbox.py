@@ -1,7 +1,7 @@
 """The submission's side of ``handgrad grade``: a process that holds a student's modules and
 runs their functions on request. Everything that decides a verdict stays in the grader.
 
-It is started as a script (``python -I handgrad/sandbox.py FD ...``), never imported by the
+It is started as a script (``python -I handgrad/grade/sandbox.py FD ...``), never imported by the
 grader's machinery on this side: it needs only the standard library and NumPy, and it starts
 isolated (``-I``: no ``PYTHONPATH``, no user site, not even its own folder on ``sys.path``). It
 then caps its own memory (``RLIMIT_AS``) and the size of any file it writes (``RLIMIT_FSIZE``: its
@@ -14,7 +14,7 @@ pickled requests ``(number, verb, ...)``; this side answers with ``(number, "ok"
 data (arrays, numbers, strings, and tuples, lists and dicts of those); anything else stays here
 and travels as a handle, ``(HANDLE, id, kind, type name)``, which later requests name as
 ``(HANDLE, id)``, or by its path from a module, ``(PATH, module, attr, ...)``. The grader
-unpickles the answers with an allow-list of classes (:mod:`handgrad.remote`).
+unpickles the answers with an allow-list of classes (:mod:`handgrad.grade.remote`).
 """
 
 from __future__ import annotations
