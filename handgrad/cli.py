@@ -66,11 +66,14 @@ def select(records, names: list[str]):
     return chosen, unknown
 
 
-USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json]
+USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json] [--watch]
+       handgrad bench [NAME ...] [--path DIR] [--dims N=256,D=512] [--scale DIM=LO:HI]
+                      [--json FILE] [--html DIR]
        handgrad report [NAME ...] [--path DIR] --html DIR [--bench FILE]
        handgrad new NAME [--path DIR]
        handgrad grade --records STAFF_PATH SUBMISSION_DIR ... [-j N] [--html DIR]
-(handgrad check --help, handgrad report --help, handgrad new --help, handgrad grade --help)"""
+(handgrad check --help, handgrad bench --help, handgrad report --help, handgrad new --help,
+ handgrad grade --help)"""
 
 
 def new(argv: list[str]) -> int:
@@ -100,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return new(argv[1:])
     if argv and argv[0] == "report":
         return report(argv[1:])
+    if argv and argv[0] == "bench":
+        from handgrad.bench import cli as bench_cli
+
+        return bench_cli.main(argv[1:])
     if argv and argv[0] == "grade":
         from handgrad.grade import cli as grade_cli
 
