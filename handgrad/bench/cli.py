@@ -118,16 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         _roofs(bench, dtypes, "last")
     for line in table.summary(bench.benchmarks, info)[3:]:
         print(line)
-    if not args.no_roof and timed:
-        rates = runner.roof_rates(bench.benchmarks)
-        usual = host.usual_rates(info)
-        for line in host.load_warnings(rates, usual):
-            print(line)
-        host.remember_rates(info, {k: max(v) for k, v in rates.items()})
-        print(f"usual GEMM rate: the best of earlier runs on this machine, kept in "
-              f"{host.rates_file()}" if usual else
-              f"usual GEMM rate: none stored yet for this machine (now kept in "
-              f"{host.rates_file()}); this run is compared with its own best probe")
+    for line in runner.load_lines(bench.benchmarks, info):
+        print(line)
     if args.json:
         data = runner.as_json(bench.benchmarks, info)
         Path(args.json).write_text(json.dumps(data, indent=1))
@@ -163,8 +155,7 @@ def _time(bench: runner.Bench, record, dims, dtype: str, kind: str, series=None,
     _say(f"timing {label} ...")
     try:
         pair = pairs.pair(record, dims, dtype, kind)
-        runner.time_pair(bench, pair, f"{record.name}[{kind}-{dtype}-{pairs.dims_text(dims)}]",
-                         series, size)
+        runner.time_pair(bench, pair, series=series, size=size)
     except Exception as exc:  # noqa: BLE001 - one record's failure never stops the run
         return [f"{label}: {type(exc).__name__}: {exc}"]
     return []

@@ -31,7 +31,7 @@ from pytest_benchmark.fixture import BenchmarkFixture, PauseInstrumentation
 from pytest_benchmark.logger import Logger
 from pytest_benchmark.utils import SecondsDecimal, load_timer
 
-from handgrad.bench.pairs import Pair
+from handgrad.bench.pairs import Pair, dims_text
 
 RUN_OPTIONS = ("min-time", "max-time", "min-rounds", "timer", "calibration-precision",
                "warmup", "warmup-iterations", "disable-gc")
@@ -121,16 +121,19 @@ def interleaved(hand: BenchmarkFixture, auto: BenchmarkFixture, hand_fn: Callabl
     return hand_fn(), auto_fn()
 
 
-def time_pair(bench: Bench, pair: Pair, fullname: str, series: str | None = None,
+def time_pair(bench: Bench, pair: Pair, where: str = "", series: str | None = None,
               size: float | None = None) -> None:
-    """Time one pair into ``bench``; raises when the two sides do not agree. ``series`` and
-    ``size`` tag a scaling series (``"<series> hand"`` and ``"<series> autograd"``)."""
+    """Time one pair into ``bench``; raises when the two sides do not agree. Each side is named
+    ``record[kind-dtype-dims-side]`` (under ``where``, a pytest node id, in its full name).
+    ``series`` and ``size`` tag a scaling series (``"<record> hand (<series>)"`` and the same
+    for autograd)."""
     sides = []
     for side in ("hand", "autograd"):
         info = pair.extra_info(side)
         if series is not None:
             info.update(series=f"{pair.record} {side} ({series})", size=size)
-        sides.append(bench.fixture(f"{fullname}-{side}", f"{fullname}-{side}", pair.group,
+        name = f"{pair.record}[{pair.kind}-{pair.dtype}-{dims_text(pair.dims)}-{side}]"
+        sides.append(bench.fixture(name, f"{where}::{name}" if where else name, pair.group,
                                    info))
     try:
         hand_result, auto_result = interleaved(*sides, pair.hand, pair.autograd)
@@ -184,3 +187,21 @@ def as_json(benchmarks, machine_info: Mapping[str, Any] | None = None) -> dict[s
     return benchmark_plugin.pytest_benchmark_generate_json(
         config=None, benchmarks=[b for b in benchmarks if b.stats], include_data=True,
         machine_info=info, commit_info=get_commit_info())
+
+
+def load_lines(benchmarks, info: Mapping[str, str]) -> list[str]:
+    """After a run with roof probes: the loaded-machine warnings (:func:`host.load_warnings`)
+    and what "usual" meant; the run's best rates are remembered for the next run."""
+    from handgrad.bench import host
+
+    rates = roof_rates(benchmarks)
+    if not rates:
+        return []
+    usual = host.usual_rates(info)
+    lines = host.load_warnings(rates, usual)
+    host.remember_rates(info, {k: max(v) for k, v in rates.items()})
+    where = host.rates_file()
+    lines.append(f"usual GEMM rate: the best of earlier runs on this machine, kept in {where}"
+                 if usual else f"usual GEMM rate: none stored yet for this machine (now kept "
+                 f"in {where}); this run was compared with its own best probe")
+    return lines
