@@ -52,7 +52,40 @@ def build_parser() -> argparse.ArgumentParser:
                    "(cuda, cuda:1; default: each record's own, cpu)")
     p.add_argument("--html", metavar="DIR", type=Path,
                    help="also write the visual report into DIR (see handgrad report)")
+    p.add_argument("--watch", action="store_true",
+                   help="stay running: re-check the records whose file, page or reference "
+                        "changed on each save (Ctrl-C stops)")
     return p
+
+
+def watch(args: argparse.Namespace, paths: list[str] | None) -> int:
+    """``handgrad check --watch``: print each round's lines as ``handgrad check`` would."""
+    from handgrad import watch as watching
+
+    options = parallel.Options(seed=args.seed, cases=args.cases, dims=args.dims,
+                               data_seed=args.data_seed if args.dims else None)
+
+    def show(batch: watching.Batch) -> None:
+        if batch.changed:
+            print(f"\nchanged: {', '.join(str(c) for c in batch.changed)}", flush=True)
+        for b in batch.broken:
+            print(f"error: {b.module}: {' '.join(b.message.split())}", flush=True)
+        if batch.reports:
+            display = terminal.Display(batch.names, args.verbose, linear=batch.linear)
+            for report in batch.reports:
+                display.finished(report)
+            display.close(batch.reports, batch.done - batch.seen, len(batch.broken))
+        elif not batch.broken:
+            print("no record to check in the changed files", flush=True)
+
+    watcher = watching.Watcher(paths, args.names, options, show)
+    if not watcher.record_files():
+        print("handgrad check --watch: no record files: give --path DIR, or set "
+              "[tool.handgrad] paths in your pyproject.toml", file=sys.stderr)
+        return 2
+    print(f"watching {', '.join(str(p) for p in watcher.paths)} (Ctrl-C stops)", flush=True)
+    watching.run(watcher)
+    return 0
 
 
 def select(records, names: list[str]):
@@ -117,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     contain.watch_interrupts()
     args = build_parser().parse_args(argv[1:])
     paths = [p for group in args.path for p in group] if args.path else None
+    if args.watch:
+        torch.set_num_threads(1)
+        return watch(args, paths)
     sources = discover_sources(paths)
     records = [(path, r) for path, rs, _ in sources for r in rs]
     broken = [b for _, _, bs in sources for b in bs]

@@ -201,7 +201,8 @@ def load_lines(benchmarks, info: Mapping[str, str]) -> list[str]:
     lines = host.load_warnings(rates, usual)
     host.remember_rates(info, {k: max(v) for k, v in rates.items()})
     where = host.rates_file()
-    lines.append(f"usual GEMM rate: the best of earlier runs on this machine, kept in {where}"
+    lines.append(f"usual GEMM rate: the higher of this run's best probe and the best of earlier "
+                 f"runs on this machine, kept in {where}"
                  if usual else f"usual GEMM rate: none stored yet for this machine (now kept "
                  f"in {where}); this run was compared with its own best probe")
     return lines
