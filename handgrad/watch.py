@@ -193,8 +193,8 @@ def run(watcher: Watcher, stop: threading.Event | None = None) -> None:
     watcher.first()
     try:
         for changes in watch(*watcher.watched(),
-                             watch_filter=PythonFilter(extra_extensions=(".md",)), step=STEP_MS, stop_event=stop, yield_on_timeout=False,
-                             raise_interrupt=False):
+                             watch_filter=PythonFilter(extra_extensions=(".md",)),
+                             step=STEP_MS, stop_event=stop, raise_interrupt=False):
             seen = time.perf_counter()
             watcher.check_changed([Path(p) for _, p in changes], seen)
     except KeyboardInterrupt:
