@@ -72,7 +72,7 @@ def _function_file(fn) -> str | None:
         fn = fn.func
     try:
         return inspect.getsourcefile(fn)
-    except TypeError:
+    except (TypeError, OSError):
         return None
 
 
@@ -88,8 +88,11 @@ def dependencies(file: Path, records: Iterable[Derivation], root: Path,
         for value in vars(module).values():
             if inspect.ismodule(value):
                 candidates.append(getattr(value, "__file__", None))
-            elif getattr(value, "__module__", None) in sys.modules:
-                candidates.append(getattr(sys.modules[value.__module__], "__file__", None))
+            elif inspect.isfunction(value) or inspect.isclass(value) or isinstance(value,
+                                                                                   partial):
+                # By the function's own file: discovery forgets a plain folder's sibling
+                # modules once the record file is loaded.
+                candidates.append(_function_file(value))
     for record in records:
         if record.doc:
             doc = Path(record.doc)
