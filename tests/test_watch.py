@@ -49,7 +49,8 @@ def test_a_syntax_error_is_one_line_and_the_fix_is_checked_again(project):
     w.first()
     dense = project / "grads" / "dense.py"
     good = dense.read_text()
-    dense.write_text(good.replace("def dense_backward(dy, cache):", "def dense_backward(dy, cache:"))
+    dense.write_text(good.replace("def dense_backward(dy, cache):",
+                                  "def dense_backward(dy, cache:"))
     broken = w.check_changed([dense])
     assert broken.reports == [] and len(broken.broken) == 1
     assert "SyntaxError" in broken.broken[0].message
@@ -74,8 +75,8 @@ def test_a_helper_module_edit_rechecks_the_records_that_import_it(project):
     grads = project / "grads"
     (grads / "helpers.py").write_text("def relu_mask(a):\n    return a > 0\n")
     dense = grads / "dense.py"
-    dense.write_text(dense.read_text().replace("import numpy as np\n",
-                                               "import numpy as np\nfrom helpers import relu_mask\n")
+    imported = "import numpy as np\nfrom helpers import relu_mask\n"
+    dense.write_text(dense.read_text().replace("import numpy as np\n", imported)
                      .replace("da = dy * (a > 0)", "da = dy * relu_mask(a)"))
     w = watcher()
     assert all(r.passed for r in w.first().reports)
