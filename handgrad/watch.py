@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from handgrad import config, parallel
@@ -52,17 +52,22 @@ ENGINE = Path(__file__).resolve().parent
 inside the project."""
 
 
+@cache
+def _resolved(file: str) -> Path | None:
+    """The real path of a module's file, cached: a watch looks at every module of the process
+    on each save, and resolving thousands of paths costs 70 ms."""
+    try:
+        return Path(file).resolve()
+    except (OSError, ValueError):
+        return None
+
+
 def _project(file: str | None, roots: Sequence[Path]) -> Path | None:
     """The resolved file when it lies under one of ``roots`` and is neither an installed
     package nor handgrad itself; else None."""
-    if not file:
-        return None
-    try:
-        path = Path(file).resolve()
-    except (OSError, ValueError):
-        return None
-    if ("site-packages" in path.parts or path.is_relative_to(ENGINE)
-            or not any(path.is_relative_to(r) for r in roots)):
+    path = _resolved(file) if isinstance(file, str) and file else None
+    if path is None or "site-packages" in path.parts or path.is_relative_to(ENGINE) \
+            or not any(path.is_relative_to(r) for r in roots):
         return None
     return path
 
@@ -79,10 +84,11 @@ def _function_file(fn) -> str | None:
 def dependencies(file: Path, records: Iterable[Derivation], root: Path,
                  roots: Sequence[Path]) -> set[Path]:
     """The files a record file's verdicts depend on (see the module docstring)."""
-    deps = {file.resolve()}
+    file = file.resolve()
+    deps = {file}
+    folder = [file.parent]
     module = next((m for m in list(sys.modules.values())
-                   if _project(getattr(m, "__file__", None), [file.parent.resolve()]) ==
-                   file.resolve()), None)
+                   if _project(getattr(m, "__file__", None), folder) == file), None)
     candidates: list[str | None] = []
     if module is not None:
         for value in vars(module).values():
