@@ -14,7 +14,7 @@ import torch
 
 from handgrad import config, contain, parallel, scaffold
 from handgrad.adapt.functions import DEVICE_VARIABLE
-from handgrad.discovery import discover_sources
+from handgrad.discovery import discover_sources, select
 from handgrad.report import Report
 from handgrad.views import html_report, site, summary, terminal
 
@@ -86,17 +86,6 @@ def watch(args: argparse.Namespace, paths: list[str] | None) -> int:
     print(f"watching {', '.join(str(p) for p in watcher.paths)} (Ctrl-C stops)", flush=True)
     watching.run(watcher)
     return 0
-
-
-def select(records, names: list[str]):
-    """The (path, record) pairs whose name is one of ``names`` or starts with one."""
-    if not names:
-        return records, []
-    chosen = [(p, r) for p, r in records
-              if any(r.name == n or r.name.startswith(n) for n in names)]
-    unknown = [n for n in names
-               if not any(r.name == n or r.name.startswith(n) for _, r in records)]
-    return chosen, unknown
 
 
 USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json] [--watch]

@@ -74,8 +74,7 @@ def _say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from handgrad.cli import select
-    from handgrad.discovery import discover_sources
+    from handgrad.discovery import discover_sources, select
 
     args = build_parser().parse_args(argv)
     sources = discover_sources(args.path)
