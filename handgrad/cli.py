@@ -140,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[1:])
     paths = [p for group in args.path for p in group] if args.path else None
     if args.watch:
+        extra = [flag for flag, given in (("--json", args.json), ("--html", args.html),
+                                          ("--timeout", args.timeout), ("-j", args.jobs != 1),
+                                          ("--summary-csv", args.summary_csv),
+                                          ("--summary-json", args.summary_json)) if given]
+        if extra:
+            print(f"handgrad check --watch prints each round's lines in one process; it does "
+                  f"not take {', '.join(extra)}", file=sys.stderr)
+            return 2
         torch.set_num_threads(1)
         return watch(args, paths)
     sources = discover_sources(paths)
