@@ -36,7 +36,7 @@ def run(project: Path, *command: str, timeout: float = 300) -> subprocess.Comple
 
 def test_bench_times_the_users_record_and_round_trips_through_compare(project):
     done = run(project, "handgrad", "bench", "--no-roof", "--dtype", "float64", "--json",
-               "run.json", *QUICK)
+               "run.json", "--html", "site", *QUICK)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("machine: ") and lines[1].startswith("numpy BLAS: ")
@@ -48,6 +48,9 @@ def test_bench_times_the_users_record_and_round_trips_through_compare(project):
     sides = {b["extra_info"]["side"]: b for b in data["benchmarks"]}
     assert set(sides) == {"hand", "autograd"} and data["machine_info"]["handgrad"]["cpu"]
     assert all(b["stats"]["rounds"] >= 3 for b in sides.values())
+    page = (project / "site" / "bench.html").read_text()
+    assert "<td>dense-relu float64 N=256,D=512,M=256</td>" in page and "machine: " in page
+    assert page.count('<img class="plot"') == 1
     compared = run(project, "pytest-benchmark", "compare", "run.json", "--group-by=group")
     assert compared.returncode == 0, compared.stderr
     assert "dense-relu[backward-float64-N=256,D=512,M=256-hand]" in compared.stdout

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from handgrad.bench import table
-from handgrad.bench.host import machine_lines
+from handgrad.bench.host import load_warnings, machine_lines
+from handgrad.bench.runner import roof_rates
 from handgrad.views import plots
 from handgrad.views.html_report import esc
 from handgrad.views.html_report import page as html_page
@@ -63,6 +64,9 @@ def page(data: Mapping) -> str:
                        "exponent is the least-squares slope of log time against log size.</p>"
                        + plots.scaling({n: series[n] for n in fits}, fits, ", ".join(dims)))
     roofs = ", ".join(f"{d} {r:.1f} GFLOP/s" for d, r in sorted(rates.items()))
+    # The page has only the run itself: its probes are compared with their own best.
+    warned = "".join(f'<p class="bad">{esc(line)}</p>'
+                     for line in load_warnings(roof_rates(benchmarks), {}))
     return html_page("handgrad benchmarks", (
         '<nav><a href="index.html">&larr; every derivation</a></nav>'
         "<h1>Benchmarks: hand against autograd</h1>"
@@ -72,5 +76,5 @@ def page(data: Mapping) -> str:
         "in one run; ratio = hand / autograd (below 1: the hand code is faster); the spread "
         "is the range of ratios the quartiles of the two sides allow; roof: the hand "
         "GFLOP/s as a fraction of the best GEMM rate of the run in that dtype.</p>"
-        f"{chart}<table><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr>"
+        f"{warned}{chart}<table><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr>"
         f"{''.join(rows)}</table>{scaling}"))
