@@ -19,6 +19,8 @@ Flatpak uses), not a home-made one.
   characters into the grader's terminal. When its first process ends, the PID namespace ends and
   the kernel kills everything it started (a double-forked daemon included).
 
+Its options reach bwrap through a pipe (``--args FD``, :func:`through_fd`), so that the command
+line of the sandbox's PID 1, which the submission can read in its ``/proc``, names no path.
 The sockets the grader passes (``pass_fds``) stay open through ``bwrap``, which closes nothing it
 inherits. The memory, output and time caps are the sandbox script's own (``RLIMIT_AS``,
 ``RLIMIT_FSIZE``) and the grader's (per-call timeout, budget).
@@ -30,6 +32,7 @@ missing, no unprivileged user namespaces) and what to do.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -121,6 +124,21 @@ def command(writable: Path, hidden: Sequence[str | Path] = (), tmp_bytes: int = 
                 ["--ro-bind", "/dev/null", str(path)]
     args += ["--bind", str(writable), str(writable), "--chdir", str(writable), "--"]
     return args
+
+
+def through_fd(args: list[str]) -> tuple[list[str], int]:
+    """``bwrap --args FD`` and that FD (a pipe, to pass to the child): bwrap reads its options
+    from it, so that the sandbox's PID 1 (bwrap) shows no paths on its ``/proc`` command line.
+    The caller closes the FD once the process has started."""
+    read, write = os.pipe()
+    data = b"".join(a.encode() + b"\0" for a in args[1:args.index("--")])
+    if len(data) > 60_000:  # beyond what a pipe holds without a reader: name them outright
+        os.close(read)
+        os.close(write)
+        return args, -1
+    os.write(write, data)
+    os.close(write)
+    return [args[0], "--args", str(read), *args[args.index("--"):]], read
 
 
 def exit_signal(code: int) -> int | None:

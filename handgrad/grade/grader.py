@@ -162,7 +162,9 @@ def grade_one(folder: str, options: Options) -> Graded:
                 graded.reports.append(_incident_report(record, type(last)(
                     last.kind, last.message + note)))
                 continue
-            seen, start = len(channel.incidents), channel.printed_size()
+            # the first record's output includes what the modules printed as the record
+            # files loaded them (at import)
+            seen, start = len(channel.incidents), channel.printed_size() if graded.printed else 0
             if isinstance(record, _NotLoaded):
                 graded.reports.append(_incident_report(record.record, record.incident))
                 continue

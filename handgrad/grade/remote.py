@@ -120,16 +120,22 @@ class Channel:
         env = {"PATH": os.defpath, "HOME": str(self.workdir), "LANG": "C.UTF-8",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         memory = self.limits.memory_mb * 2 ** 20
-        jail = bubblewrap.command(self.workdir, self.hidden, memory) if self.contained else []
+        jail, options = [], -1
+        if self.contained:
+            jail, options = bubblewrap.through_fd(
+                bubblewrap.command(self.workdir, self.hidden, memory))
+        passed = (theirs.fileno(),) + ((options,) if options >= 0 else ())
         # stdout and stderr go to the output file, opened here: the file itself stays outside
         # the sandbox, and RLIMIT_FSIZE caps what the submission writes to it
         with open(self.output, "ab") as sink:
             self.process = subprocess.Popen(
                 [*jail, sys.executable, "-I", str(SANDBOX), str(theirs.fileno()),
                  str(self.folder), "-", str(memory), str(self.limits.output_kb * 1024)],
-                cwd=self.workdir, env=env, pass_fds=(theirs.fileno(),),
+                cwd=self.workdir, env=env, pass_fds=passed,
                 stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True)
         theirs.close()
+        if options >= 0:
+            os.close(options)
         self.conn = Connection(ours.detach())
         self.generation += 1
         self.incident = None
