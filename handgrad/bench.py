@@ -193,5 +193,27 @@ def summary(benchmarks: Iterable) -> list[str]:
         lines.append(f"{group:60s} {hand.median * 1e3:9.3f} {auto.median * 1e3:11.3f} "
                      f"{hand.median / auto.median:6.2f} {_rate(hand.gflops):>9s} "
                      f"{_rate(auto.gflops):>9s} {fraction}")
-    lines += scaling_lines(benchmarks)
+    lines += scaling_lines(benchmarks) + sandbox_lines(measured)
     return machine_lines(machine()) + lines if lines else []
+
+
+SANDBOX_SIDES = ("uncontained start", "contained start", "submission")
+
+
+def sandbox_lines(measured: Iterable[Timing]) -> list[str]:
+    """Per group holding the three sandbox benchmarks (tests/test_benchmarks_sandbox.py): what
+    bubblewrap adds to a submission's interpreter start, as a fraction of grading it."""
+    groups: dict[str, dict[str, Timing]] = {}
+    for t in measured:
+        if t.side in SANDBOX_SIDES:
+            groups.setdefault(t.group, {})[t.side] = t
+    lines = []
+    for group, sides in sorted(groups.items()):
+        if len(sides) < 3:
+            continue
+        bare, jail, whole = (sides[s].median for s in SANDBOX_SIDES)
+        lines.append(f"{group}: interpreter start {bare * 1e3:.1f} ms uncontained, "
+                     f"{jail * 1e3:.1f} ms in bubblewrap (+{(jail - bare) * 1e3:.1f} ms); "
+                     f"grading one submission {whole * 1e3:.0f} ms contained: the sandbox adds "
+                     f"{(jail - bare) / whole:.1%} of it")
+    return lines
