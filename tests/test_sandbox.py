@@ -20,6 +20,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -330,3 +332,28 @@ def test_without_a_sandbox_the_grade_stops_and_says_what_to_do(
     assert code == 2 and "right " not in err.out
     assert says in err.err
     assert "apt-get install bubblewrap" in err.err and "--uncontained" in err.err
+
+
+def test_a_hidden_path_inside_a_readable_tree_is_covered(tmp_path):
+    """A staff file or folder kept inside the Python installation or handgrad (trees the
+    sandbox mounts read-only) is covered: an empty folder; for a file, /dev/null on a mount
+    without devices, which reads as permission denied."""
+    require_bubblewrap()
+    hidden_file = Path(sys.prefix) / "bin" / "activate"
+    hidden_folder = Path(handgrad.__file__).resolve().parent / "grade"
+    assert hidden_file.read_text() and any(hidden_folder.iterdir())
+    probe = textwrap.dedent("""
+        import errno, os, sys
+        try:
+            got = repr(open(sys.argv[1]).read())
+        except OSError as exc:
+            got = errno.errorcode[exc.errno]
+        print(got, os.listdir(sys.argv[2]), os.path.exists(sys.argv[3]))
+    """)
+    args = bubblewrap.command(tmp_path, [hidden_file, hidden_folder])
+    out = subprocess.run([*args, sys.executable, "-I", "-c", probe, str(hidden_file),
+                          str(hidden_folder), str(Path(handgrad.__file__).resolve())],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    read, listed, handgrad_there = out.stdout.split()
+    assert read in ("''", "EACCES") and listed == "[]" and handgrad_there == "True"

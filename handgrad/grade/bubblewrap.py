@@ -13,8 +13,9 @@ Flatpak uses), not a home-made one.
 - its own copy of the folder, bound writable at the path the grader gave it: the only place it
   can write that outlives it;
 - every path the grader names as hidden (the staff's files, the other submissions) that lies
-  inside one of those read-only trees covered over (an empty tmpfs for a folder, ``/dev/null``
-  for a file), so that a staff file kept inside the Python installation is not readable either;
+  inside one of those read-only trees covered over (an empty tmpfs for a folder; for a file,
+  ``/dev/null`` on a mount without devices, which reads as permission denied), so that a
+  staff file kept inside the Python installation is not readable either;
 - ``--die-with-parent`` and ``--new-session``: it dies with the grader, and it cannot push
   characters into the grader's terminal. When its first process ends, the PID namespace ends and
   the kernel kills everything it started (a double-forked daemon included).
