@@ -1,8 +1,10 @@
 """What bubblewrap costs a submission: its interpreter started (and NumPy imported, the sandbox
 script's first act) with and without the sandbox, side by side in one run, against the time of
 grading one right submission of the test class (tests/test_grade.py: three records, two cases
-each, contained). The summary at the end of a benchmark run prints the difference and its
-fraction of the grading time (``handgrad.bench.sandbox_lines``); the default run passes
+each, contained). Each contained round is preceded by an uncontained start, timed apart
+(``paired_uncontained``), so that the difference is also measured under the same load. The
+summary at the end of a benchmark run prints the differences and their fractions of the
+grading time (``handgrad.bench.sandbox_lines``); the default run passes
 ``--benchmark-disable``, which runs each body once as a smoke test.
 
     pytest -n 0 tests/test_benchmarks_sandbox.py --benchmark-enable
@@ -10,7 +12,9 @@ fraction of the grading time (``handgrad.bench.sandbox_lines``); the default run
 
 from __future__ import annotations
 
+import statistics
 import textwrap
+import time
 
 import pytest
 
@@ -43,13 +47,25 @@ def test_interpreter_start(benchmark, submission, tmp_path, contained):
     benchmark.extra_info.update(side=f"{'contained' if contained else 'uncontained'} start",
                                 dtype="-")
 
-    def start_and_stop():
-        channel = Channel(work, work, LIMITS, contained)
+    def start_and_stop(inside: bool = contained):
+        channel = Channel(work, work, LIMITS, inside)
         alive = channel.alive
         channel.stop()
         return alive
 
-    assert benchmark.pedantic(start_and_stop, rounds=15, warmup_rounds=2)
+    paired: list[float] = []
+
+    def uncontained_first():
+        """Before each contained round, an uncontained start, timed: the pair sees the same
+        load."""
+        began = time.perf_counter()
+        assert start_and_stop(False)
+        paired.append(time.perf_counter() - began)
+
+    setup = uncontained_first if contained else None
+    assert benchmark.pedantic(start_and_stop, setup=setup, rounds=20, warmup_rounds=2)
+    if contained and paired:
+        benchmark.extra_info["paired_uncontained"] = statistics.median(paired)
 
 
 def test_grading_one_submission(benchmark, submission):
