@@ -39,7 +39,8 @@ CODE_SPAN = re.compile(r"(`+)(?!`).+?(?<!`)\1(?!`)", re.S)
 # anywhere; $..$ with no space inside either dollar, not escaped, not followed by a digit,
 # across lines but not across paragraphs.
 DISPLAY = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$", re.S)
-INLINE = re.compile(r"(?<![\\$])\$(?![\s$])((?:\\\$|[^$\n]|\n(?![ \t]*\n))+?)(?<![\s\\])\$(?![\d$])")
+INLINE = re.compile(r"(?<![\\$])\$(?![\s$])((?:\\\$|[^$\n]|\n(?![ \t]*\n))+?)"
+                    r"(?<![\s\\])\$(?![\d$])")
 HELP = re.compile(r"^<!-- handgrad-help: (\w+) -->$", re.M)
 PLACEHOLDER = re.compile(r"(<p>)?HGMATH(\d+)X(</p>)?")
 

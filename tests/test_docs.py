@@ -87,7 +87,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
             target.write_text(body)
             continue
         code = compile(body, f"{page.relative_to(ROOT)} (python block {number})", "exec")
-        exec(code, namespace)  # noqa: S102: the documentation's own examples
+        exec(code, namespace)  # the documentation's own examples
 
 
 def handgrad_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -108,6 +108,7 @@ def verdict_lines(text: str) -> list[tuple[str, str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_tutorial_as_a_newcomer(tmp_path):
     """The tutorial's steps in a project outside this repository: its record file, its
     `pyproject.toml`, the failure, the fix, the pass, and its plain `pytest`."""
@@ -149,7 +150,8 @@ def test_tutorial_as_a_newcomer(tmp_path):
 
     passing = handgrad_cli("check", cwd=project)
     assert passing.returncode == 0, passing.stdout + passing.stderr
-    shown_passing = next(o for o in outputs if re.search(r"\bpass\s*$", o, re.M) and "FAIL" not in o)
+    shown_passing = next(o for o in outputs
+                         if re.search(r"\bpass\s*$", o, re.M) and "FAIL" not in o)
     assert verdict_lines(passing.stdout) == verdict_lines(shown_passing), passing.stdout
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -157,6 +159,20 @@ def test_tutorial_as_a_newcomer(tmp_path):
                             "-p", "no:randomly"], cwd=project, env=env, capture_output=True,
                            text=True, timeout=300)
     assert tests.returncode == 0 and " passed" in tests.stdout, tests.stdout + tests.stderr
+
+
+def test_readme_failure_is_the_tutorials():
+    """The failure the README prints is the tutorial's, line for line (the README cuts rows)."""
+    readme = [body for lang, info, body in fences(ROOT / "README.md") if lang == "text"]
+    tutorial = next(body for lang, info, body in fences(DOCS / "tutorial.md")
+                    if lang == "text" and "FAIL" in body)
+    assert readme, "the README shows a failure as it prints"
+    for line in readme[0].splitlines():
+        assert line == "..." or line in tutorial.splitlines(), line
+
+
+def test_readme_is_a_front_page():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
 
 
 def test_cli_reference_is_generated_from_argparse():
@@ -167,10 +183,17 @@ def test_cli_reference_is_generated_from_argparse():
 
 @pytest.fixture(scope="module")
 def json_row() -> dict:
-    """A row of ``handgrad check --json``, as the CLI prints it."""
-    run = handgrad_cli("check", "mlp-ce-tanh", "--cases", "1", "--json", cwd=ROOT)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)[0]
+    """A row of ``handgrad check --json``, as the CLI prints it (run in this process)."""
+    import contextlib
+    import io
+
+    from handgrad import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(["check", "mlp-ce-tanh", "--cases", "1", "--json"])
+    assert status == 0
+    return json.loads(out.getvalue())[0]
 
 
 def test_json_reference_names_every_field(json_row):
@@ -208,6 +231,7 @@ def built_site(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_site_builds_strictly(built_site):
     html = (built_site / "catalogue" / "mlp.html").read_text()
     assert html.count("<math") > 50 and 'class="math-error"' not in html
@@ -227,20 +251,25 @@ SHOWN = ["index.html", "tutorial.html", "catalogue/mlp.html", "catalogue/rnn.htm
          "reference/cli.html", "explanation/speed.html"]
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def chromium() -> str:
     from tests.test_browser import chromium as find_chromium
 
     return find_chromium()
 
 
+@pytest.mark.slow
 def test_site_in_chromium(built_site, tmp_path):
     executable = chromium()  # skips (fails under CI=1) without a browser or Playwright
     from playwright.sync_api import sync_playwright
 
     from tests.test_browser import ARGS
 
-    handler = partial(SimpleHTTPRequestHandler, directory=str(built_site))
-    handler.log_message = lambda *a: None
+    handler = partial(QuietHandler, directory=str(built_site))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -274,6 +303,13 @@ def test_site_in_chromium(built_site, tmp_path):
                         maths: maths.length,
                         // MathML laid out by the browser has a size; unrendered markup has none.
                         laidOut: maths.filter(m => m.getBoundingClientRect().width > 0).length,
+                        // A fraction typeset as MathML has its numerator above its
+                        // denominator; MathML left unrendered runs them on one line.
+                        stacked: Array.from(document.querySelectorAll('article mfrac')).filter(
+                            f => f.children.length === 2 &&
+                                 f.children[0].getBoundingClientRect().bottom <=
+                                 f.children[1].getBoundingClientRect().top + 1).length,
+                        fractions: document.querySelectorAll('article mfrac').length,
                         dollars: (text.match(/\\$\\$|\\\\frac|\\\\tag/g) || []).length,
                         title: document.title,
                     };
@@ -290,5 +326,7 @@ def test_site_in_chromium(built_site, tmp_path):
         assert not facts["problems"], (name, facts["problems"])
         assert facts["dollars"] == 0, (name, facts)
         assert facts["laidOut"] == facts["maths"], (name, facts)
+        assert facts["stacked"] == facts["fractions"], (name, facts)
     for name in ("catalogue/mlp.html", "catalogue/rnn.html", "explanation/verdicts.html"):
         assert seen[name]["maths"] > 5, (name, seen[name])
+    assert seen["catalogue/mlp.html"]["fractions"] > 5
