@@ -1,8 +1,9 @@
 """A griffe extension for the API reference: handgrad's docstrings, written for ``help()`` and
 Sphinx-style reading, rendered as the Markdown that mkdocstrings expects.
 
-- ``term:`` (or a line that starts with ````code````) followed by a more indented block is a definition:
-  ``forward, backward, reference:`` and its paragraph become a Markdown definition list entry.
+- ``term:`` (or a line that starts with ````code````) followed by a more indented block is a
+  definition: ``forward, backward, reference:`` and its paragraph become a Markdown definition
+  list entry.
 - ``text::`` ends with ``:``; the indented block after it stays an (indented) code block.
 - ``:class:`x```, ``:mod:`x```, ``:func:`x```, ``:data:`x``` and the like become ```x```.
 - An underlined section title (``Fields`` over ``------``) becomes a bold line.
@@ -28,21 +29,21 @@ def markdown(text: str) -> str:
     lines = text.split("\n")
     out: list[str] = []
     i = 0
-    in_code = False
+    code_indent: int | None = None  # the indent of the line before a code block, inside one
     while i < len(lines):
         line = lines[i]
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         stripped = line.strip()
-        if in_code:
+        if code_indent is not None:
             if stripped and indent_of(line) <= code_indent:
-                in_code = False
+                code_indent = None
             else:
                 out.append(line)
                 i += 1
                 continue
         if stripped.endswith("::"):
             out.append(line[:-1])
-            in_code, code_indent = True, indent_of(line)
+            code_indent = indent_of(line)
             i += 1
             continue
         if stripped and UNDERLINE.match(nxt) and len(nxt.strip()) >= len(stripped) - 1:

@@ -8,6 +8,7 @@
   script, font or network; Chromium and Firefox lay MathML out natively. A display equation's
   ``\\tag{..}`` becomes its label and its anchor (``#eq-M7``). An equation the converter cannot
   read is a warning, and ``mkdocs build --strict`` fails on it.
+- The nav's Catalogue lists every derivation page, a new one under its own title.
 - The CLI reference: a line ``<!-- handgrad-help: check -->`` becomes the ``--help`` of that
   subcommand, printed by argparse at build time, so the page cannot drift from the parser.
 """
@@ -43,6 +44,31 @@ INLINE = re.compile(r"(?<![\\$])\$(?![\s$])((?:\\\$|[^$\n]|\n(?![ \t]*\n))+?)"
                     r"(?<![\s\\])\$(?![\d$])")
 HELP = re.compile(r"^<!-- handgrad-help: (\w+) -->$", re.M)
 PLACEHOLDER = re.compile(r"(<p>)?HGMATH(\d+)X(</p>)?")
+
+
+def title_of(source: Path) -> str:
+    heading = next((line[2:].strip() for line in source.read_text().splitlines()
+                    if line.startswith("# ")), source.stem)
+    return heading.split(" (")[0]
+
+
+def on_config(config):
+    """A derivation page the nav's Catalogue does not list yet is added to it, under its own
+    title, so a new ``derivations/<stem>.md`` is on the site without an edit here."""
+    nav = config.get("nav") or []
+    section = next((entry["Catalogue"] for entry in nav
+                    if isinstance(entry, dict) and "Catalogue" in entry), None)
+    if section is None:
+        return config
+
+    def listed(entry) -> str:
+        return next(iter(entry.values())) if isinstance(entry, dict) else entry
+
+    present = {listed(entry) for entry in section}
+    for source in sorted(DERIVATIONS.glob("*.md")):
+        if f"{CATALOGUE}/{source.name}" not in present:
+            section.append({title_of(source): f"{CATALOGUE}/{source.name}"})
+    return config
 
 
 def on_files(files, config):

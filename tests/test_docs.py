@@ -237,8 +237,10 @@ def test_site_builds_strictly(built_site):
     assert html.count("<math") > 50 and 'class="math-error"' not in html
     assert 'id="eq-M7"' in html
     # Every page of the catalogue is a page of the site, read from derivations/ (not copied).
+    index = (built_site / "index.html").read_text()
     for source in (ROOT / "derivations").glob("*.md"):
         assert (built_site / "catalogue" / f"{source.stem}.html").is_file()
+        assert f'catalogue/{source.stem}.html"' in index, f"{source.name} is not in the nav"
         assert not (DOCS / "catalogue" / source.name).exists()
     for page in built_site.rglob("*.html"):
         text = page.read_text()
