@@ -19,10 +19,11 @@ from handgrad.bench.table import (
     cost_exponent,
     from_json,
     gemm_rates,
+    sandbox_lines,
     scaling_lines,
     summary,
     timings,
 )
 
 __all__ = ["Timing", "cost_exponent", "cpu_model", "from_json", "gemm_rates", "machine",
-           "machine_lines", "scaling_lines", "simd_level", "summary", "timings"]
+           "machine_lines", "sandbox_lines", "scaling_lines", "simd_level", "summary", "timings"]
