@@ -7,7 +7,9 @@ all the others are identical, byte for byte, to a run without the hostile ones."
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import sys
 import textwrap
@@ -224,14 +226,18 @@ def graded_run(klass, tmp_path_factory):
             "--summary-csv", str(out / "summary.csv"), "--scores-csv", str(out / "scores.csv"),
             "--gradescope", str(out / "gradescope"), "--junit", str(out / "junit.xml"),
             "--html", str(out / "site")]
-    return argv, out
+    # run here, once, so that every test of this module sees the run whichever worker runs it
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = grade_cli.main(argv)
+    return status, printed.getvalue(), out
 
 
 def test_every_submission_gets_what_it_earned_and_hostile_ones_are_contained(
-        klass, graded_run, capsys):
-    argv, out = graded_run
-    assert grade_cli.main(argv) == 0
-    rows = json.loads(capsys.readouterr().out)
+        klass, graded_run):
+    status, printed, out = graded_run
+    assert status == 0
+    rows = json.loads(printed)
     scores = {row["student"]: row for row in csv.DictReader((out / "scores.csv").open())}
     assert float(scores["right-1"]["score"]) == float(scores["right-1"]["max_score"]) == 4
     assert float(scores["right-2-loops"]["score"]) == 4
@@ -259,7 +265,7 @@ def test_every_submission_gets_what_it_earned_and_hostile_ones_are_contained(
 
 
 def test_the_formats(klass, graded_run):
-    _, out = graded_run
+    _, _, out = graded_run
     suites = {s.get("name"): s for s in ET.parse(out / "junit.xml").getroot()}
     assert suites["right-1"].get("failures") == "0" and suites["right-1"].get("errors") == "0"
     case = suites["wrong-w"].find("testcase[@name='affine']/failure")
