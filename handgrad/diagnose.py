@@ -68,8 +68,10 @@ def diagnose_shape(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float) 
 
 
 def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
-             dims: Mapping[str, int], axes: Sequence[str] | None = None) -> tuple[str, str]:
-    """(kind, evidence) for a hand gradient that fails against ``ref`` (same shape)."""
+             dims: Mapping[str, int], axes: Sequence[str] | None = None,
+             reference: str = "autograd") -> tuple[str, str]:
+    """(kind, evidence) for a hand gradient that fails against ``ref`` (same shape);
+    ``reference``: what ``ref`` is (``"autograd"`` or ``"fd"``), for what an exact zero means."""
     h, r = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(r))):
         return _non_finite(h, r)
@@ -77,8 +79,11 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     bound = atol * scale + rtol * np.abs(r)
     bad = np.abs(h - r) > bound
     if not np.any(r):
-        return ("nonzero-where-zero", "the reference is exactly zero everywhere (this input "
-                "does not reach the loss here) but the hand gradient is not")
+        why = ("moving this input by the step leaves the loss unchanged to the last bit"
+               if reference == "fd" else
+               "this input does not reach the loss here, or only through zero derivatives")
+        return ("nonzero-where-zero", f"the reference is exactly zero everywhere ({why}) but "
+                "the hand gradient is not")
     if not np.any(h):
         return "zero", "the hand gradient is exactly zero where the reference is not"
     if float(np.abs(h).max()) <= atol * scale:

@@ -115,9 +115,22 @@ def judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol, me
         notes.append(kinks.message)
         if kinks.valid is False:
             kind = "subgradient"
-    status = ("fail" if wrong.any() or kind else
-              "unreliable" if undecidable.any() or outside.any() else "pass")
     unit = "entries" if indices is not None else "directions"
+    # Where every hand value and every estimate lies within the estimate's own error, the
+    # differences cannot tell this gradient from zero (a softmax loss on logits over +-1000 is
+    # 0.0 with a gradient of 1e-76): no verdict. Both exactly zero is agreement (S does not move).
+    resolution = float(est.error.max(initial=0.0))
+    unresolved = bool(hand.size) and bool(
+        np.all(np.maximum(np.abs(hand), np.abs(est.value)) <= est.error)) \
+        and bool(np.any(hand) or np.any(est.value)) and kind != "subgradient"
+    if unresolved:
+        wrong = np.zeros_like(wrong)
+        notes.append(f"every {'entry' if indices is not None else 'direction'} of the gradient "
+                     f"(largest hand value {float(np.abs(hand).max()):.3g}) lies below what "
+                     f"finite differences resolve here ({resolution:.2g}: the rounding of the "
+                     "loss over the step): not a verdict on the derivation")
+    status = ("fail" if wrong.any() or kind else
+              "unreliable" if undecidable.any() or outside.any() or unresolved else "pass")
     if undecidable.any():
         notes.append(f"the finite-difference estimate is unreliable at {int(undecidable.sum())} "
                      f"{unit} (its error bound, from round-off, exceeds the tolerance): not a "
@@ -136,7 +149,7 @@ def judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol, me
             kind, evidence = diagnose(hand.reshape(shape), reference.reshape(shape),
                                       tol["rtol"], tol["atol"],
                                       full_dims(run.record, run.case.dim_map),
-                                      run.record.inputs.get(key))
+                                      run.record.inputs.get(key), reference="fd")
             notes.append(evidence)
     # Per element, the share of entries whose derivative is non-zero beyond the estimate's own
     # error (the coverage of records without a reference); along directions, whether any is.
@@ -145,7 +158,7 @@ def judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol, me
     return run.result("fd", key, status, kind=kind, message="; ".join(notes),
                       max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
                       hand_value=c.hand_value, ref_value=c.ref_value, rtol=c.rtol, atol=c.atol,
-                      live=live if moving.size else np.nan)
+                      live=live if moving.size and not unresolved else np.nan)
 
 
 def subgradient(run: CaseRun, key: str, flat: np.ndarray, outside: np.ndarray, tol,
