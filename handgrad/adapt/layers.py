@@ -8,6 +8,7 @@ check."""
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import inspect
 import re
@@ -86,6 +87,46 @@ class _Replay:
         self.calls[key] = call
         while len(self.calls) > _REPLAY_MEMORY:
             self.calls.popitem(last=False)
+
+
+def _snapshot(obj: Any, keep: set[int], depth: int = 2) -> dict[str, Any]:
+    """Copies of what a layer holds before its lazy warm-up forward, to be put back after it
+    (see :func:`_undo`): sub-layers (objects with attributes of their own) down to ``depth``,
+    other values deep-copied; the objects whose ids are in ``keep`` (the recording optimizer)
+    and values that cannot be copied are left as the warm-up leaves them."""
+    saved: dict[str, Any] = {}
+    for k, v in vars(obj).items():
+        if id(v) in keep or v is None or isinstance(v, (bool, ModuleType, type)) or callable(v):
+            continue
+        if depth > 0 and hasattr(v, "__dict__") and not isinstance(v, np.ndarray):
+            saved[k] = (v, _snapshot(v, keep, depth - 1))
+            continue
+        try:
+            saved[k] = (None, copy.deepcopy(v))
+        except Exception:  # noqa: BLE001 - an attribute that cannot be copied keeps its value
+            continue
+    return saved
+
+
+def _undo(obj: Any, saved: Mapping[str, Any]) -> None:
+    """Put back what a lazy warm-up forward changed in the layer (a step counter, a cache it
+    appended to, a hidden state, accumulators), so that the checked forward is the layer's first.
+    What the warm-up made stays: attributes it created (the parameters, their gradient slots),
+    keys it added to a dict, and attributes that were None or a flag before it
+    (``self.W = None``, ``self.initialized``). An attribute the warm-up both creates and counts
+    with (``self.t`` first set inside forward) cannot be told from a parameter it made."""
+    for k, (sub, value) in saved.items():
+        if sub is not None:
+            if getattr(obj, k, None) is sub:
+                _undo(sub, value)
+            continue
+        now = getattr(obj, k, None)
+        if isinstance(value, dict) and isinstance(now, dict):
+            # A dict keeps the keys the warm-up added (a parameter dict filled on the first
+            # forward); the keys it had get their values back.
+            now.update(value)
+            continue
+        setattr(obj, k, value)
 
 
 def _make_arguments(name: str, make_layer: Callable, dims: Dims, shapes: Mapping[str, Shape]
@@ -226,8 +267,10 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                 for attr in re.split(r"[\s,]+", optimizer.strip()):
                     setattr(obj, attr, recorder)
         if lazy:
+            before = _snapshot(obj, {id(v) for v in taken.values()})
             with globals_at(rate):
                 run_forward(obj, {k: np.array(v, copy=True) for k, v in inputs.items()}, rate)
+            _undo(obj, before)
         for p in spec.params:
             put.set(obj, p, inputs[p])
         if lr is not None:
@@ -283,8 +326,19 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                                   "in nondiff, or check how it is handed over")
         return {p: got[p] for p in trained}
 
+    def built(inputs: Mapping[str, np.ndarray], rate: float) -> tuple[Any, dict[str, Any]]:
+        """The layer, made under a stream of its own: whatever its constructor (or a lazy
+        warm-up) draws from ``np.random``, the forward then sees the global state the engine
+        set for the case, the one the reference sees too (a dropout mask drawn in forward
+        matches the reference's)."""
+        state = np.random.get_state()
+        try:
+            return build(inputs, rate)
+        finally:
+            np.random.set_state(state)
+
     def adapted_forward(**inputs):
-        obj, taken = build(inputs, 0.0)
+        obj, taken = built(inputs, 0.0)
         with globals_at(0.0):
             out, out_shapes = run_forward(obj, inputs, 0.0)
         return out, LayerCache(obj, out_shapes, excluded, inputs, 0.0, taken)
@@ -314,7 +368,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                        "replayed on data it has seen")
         inputs, douts = call
         fresh = {k: v.copy() for k, v in inputs.items()}
-        obj, _ = build(fresh, rate)
+        obj, _ = built(fresh, rate)
         with globals_at(rate):
             run_forward(obj, fresh, rate)
         input_grads(obj, douts, rate, fresh)

@@ -1,0 +1,93 @@
+"""Right code that the adapters' state handling used to fail, and its wrong twins still rejected
+(issue 24): a lazy cell that counts its steps, a constructor that draws its weights from
+``np.random`` before a dropout mask, and what a mismatch says when the code draws random
+numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import handgrad
+from handgrad import adapt
+from tests.corpus import options
+
+
+def test_a_lazy_counting_cell_is_checked_as_if_its_first_forward_were_the_checked_one():
+    """Before: the warm-up forward left t = T in the cell, whose first checked step then read
+    its own stale hidden state: FAIL [values], "first wrong: dL/dx"."""
+    right, = [r for r in options.RIGHT if r.name == "options-lazy-counting-cell"]
+    report = handgrad.check(right, cases=4, shrink=False)
+    assert report.passed, report.render(only_failures=True)
+    wrong, = [r for r in options.WRONG if r.name == "options-lazy-counting-cell-dwh-from-h"]
+    rejected = handgrad.check(wrong, cases=4, shrink=False)
+    assert rejected.status == "fail" and rejected.kind == "values"
+    assert any(r.tensor == "Wh" and r.check == "autograd" for r in rejected.failures)
+
+
+class FlaggedLazyDense:
+    """Makes W and b on the first forward behind an ``initialized`` flag, keeps its params in
+    a dict it fills there, and counts its calls: the flag and the dict's new keys must survive
+    the warm-up (else the checked forward would draw new weights), the count must not."""
+
+    def __init__(self, M):
+        self.M = M
+        self.initialized = False
+        self.params = {}
+        self.calls = 0
+
+    def forward(self, x):
+        if not self.initialized:
+            self.params["W"] = np.random.randn(x.shape[1], self.M)
+            self.params["b"] = np.zeros(self.M)
+            self.initialized = True
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("forward called twice on one layer")
+        self.x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dout):
+        self.grads = {"W": self.x.T @ dout, "b": dout.sum(axis=0)}
+        return dout @ self.params["W"].T
+
+
+def test_a_lazy_layer_keeps_what_its_warm_up_made_and_loses_what_it_counted():
+    record = adapt.layer("flagged-lazy-dense", FlaggedLazyDense, shapes="x: N D",
+                         params="W: D M, b: M", param_slot="params[{name}]",
+                         grads="grads[{name}]", lazy=True,
+                         dims={"N": (2, 4), "D": (2, 4), "M": (2, 3)},
+                         reference=lambda x, W, b: x @ W + b)
+    report = handgrad.check(record, cases=3, shrink=False)
+    assert report.passed, report.render(only_failures=True)
+
+
+def test_weights_drawn_in_the_constructor_leave_the_dropout_mask_as_the_reference_draws_it():
+    """Before: the constructor's draws shifted the seeded stream, the masks differed, and right
+    code failed with "the forward disagrees ... [mask: ...]"."""
+    right, = [r for r in options.RIGHT if r.name == "options-dropout-dense"]
+    for seed in range(5):
+        report = handgrad.check(right, seed=seed, shrink=False)
+        assert report.passed, report.render(only_failures=True)
+    wrong, = [r for r in options.WRONG if r.name == "options-dropout-dense-unscaled"]
+    rejected = handgrad.check(wrong, shrink=False)
+    assert rejected.status == "fail" and rejected.kind == "factor"
+
+
+def test_a_mismatch_in_code_that_draws_random_numbers_names_them_as_a_possible_cause():
+    """A reference that draws its mask in the other layout (M, N) draws the same numbers into
+    other places: the forward rows say that both draw from the global state."""
+    def transposed_mask(x, W, b, keep=0.7):
+        z = x @ W + b
+        mask = torch.from_numpy(np.random.rand(z.shape[1], z.shape[0]) < keep).T
+        return z * mask.to(z.dtype) / keep
+
+    record = adapt.layer("dropout-dense-mask-transposed", options.DropoutDense,
+                         **{**options.DROPOUT, "reference": transposed_mask})
+    report = handgrad.check(record, shrink=False)
+    rows = [r for r in report.failures if r.check == "forward"]
+    assert rows, report.render(only_failures=True)
+    assert all("draw from NumPy's global random state" in r.message and "possible cause"
+               in r.message for r in rows), rows[0].message
+    clean = handgrad.check(options.RIGHT[0], shrink=False)
+    assert not any("random state" in r.message for r in clean.results)
