@@ -91,3 +91,84 @@ def test_a_mismatch_in_code_that_draws_random_numbers_names_them_as_a_possible_c
                in r.message for r in rows), rows[0].message
     clean = handgrad.check(options.RIGHT[0], shrink=False)
     assert not any("random state" in r.message for r in clean.results)
+
+
+def _record(name):
+    return {r.name: r for r in options.RIGHT + options.WRONG}[name]
+
+
+def _writes_hints(message: str) -> list[tuple]:
+    """Every ``writes=(...)`` a message suggests, parsed as the Python it must be."""
+    import ast
+    import re
+    return [ast.literal_eval(m) for m in re.findall(r"writes=(\([^)]*\))", message)]
+
+
+def test_a_dtype_change_by_the_layers_own_step_is_named_as_that():
+    """Before: FAIL [mutated-cache], "declare it on the record with writes=('W_opt', 'b_opt',)"
+    as the cause, while the float64 weights the momentum step returns were it."""
+    report = handgrad.check(_record("options-momentum-dense"), shrink=False)
+    assert report.passed, report.render(only_failures=True)
+    rows = [r for r in report.results if r.kind == "step-dtype"]
+    assert rows and all(r.dtype == "float32" and r.status == "warning" for r in rows)
+    message = rows[0].message
+    assert "cache['W'] from float32 to float64" in message and "np.zeros_like" in message
+    assert _writes_hints(message) == [("W_opt", "b_opt")]
+    rejected = handgrad.check(_record("options-momentum-dense-mean-bias"), shrink=False)
+    assert rejected.status == "fail" and rejected.kind == "factor"
+
+
+class _Tanh:
+    def __init__(self):
+        self.outputs = []
+
+    def forward(self, z):
+        y = np.tanh(z)
+        self.outputs.append(y)
+        return y
+
+    def backward(self, dy):
+        return dy * (1 - self.outputs.pop() ** 2)
+
+
+class DenseTanh:
+    """tanh(x W): the wrapper holds W; its activation, a layer of its own, keeps a stack it pops
+    in backward."""
+
+    def __init__(self, D, M):
+        self.W = np.random.randn(D, M)
+        self.act = _Tanh()
+
+    def forward(self, x):
+        self.x = x
+        return self.act.forward(x @ self.W)
+
+    def backward(self, dout):
+        dz = self.act.backward(dout)
+        self.dW = self.x.T @ dz
+        return dz @ self.W.T
+
+
+WRAPPER = {"shapes": "x: N D", "params": "W: D M", "dims": {"N": (2, 3), "D": (2, 3), "M": (2, 3)},
+           "reference": lambda x, W: (x @ W).tanh()}
+
+
+def test_a_wrapper_layer_is_told_to_declare_the_inner_layers_stack_not_the_layer():
+    """Before: writes=('act',), exempting everything the activation layer holds."""
+    report = handgrad.check(adapt.layer("dense-tanh", DenseTanh, **WRAPPER), cases=1,
+                            shrink=False)
+    hints = [h for r in report.results if r.check == "contract" for h in _writes_hints(r.message)]
+    assert hints and set(hints) == {("outputs",)}, hints
+    declared = handgrad.check(adapt.layer("dense-tanh", DenseTanh, **WRAPPER,
+                                          writes=("outputs",)), cases=1, shrink=False)
+    assert declared.passed and not [r for r in declared.results if r.check == "contract"
+                                    and r.status != "pass"]
+
+
+def test_an_unknown_name_in_writes_is_an_error_naming_the_attributes_there_are():
+    record = adapt.layer("momentum-typo", options.MomentumDense, **options.MOMENTUM,
+                         skip=options.NO_DESCENT, writes=("W_optt", "b_opt"))
+    report = handgrad.check(record, cases=1, shrink=False)
+    assert report.status == "error"
+    message = next(r.message for r in report.results if r.status == "error")
+    assert "['W_optt']" in message and "'W_opt'" in message and "'b_opt'" in message, message

@@ -129,6 +129,37 @@ def _undo(obj: Any, saved: Mapping[str, Any]) -> None:
         setattr(obj, k, value)
 
 
+def _names_in(obj: Any, depth: int = 2) -> set[str]:
+    """The attribute names of a layer and of the objects and dicts it holds, ``depth`` down."""
+    if depth < 0:
+        return set()
+    if isinstance(obj, Mapping):
+        items = [(k, v) for k, v in obj.items() if isinstance(k, str)]
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, ModuleType, np.ndarray)):
+        items = list(vars(obj).items())
+    else:
+        return set()
+    names = {k for k, _ in items}
+    for _, v in items:
+        names |= _names_in(v, depth - 1)
+    return names
+
+
+def _known_writes(name: str, writes: Sequence[str], obj: Any) -> None:
+    """Every name in ``writes`` must be an attribute the layer has once it ran forward and
+    backward (or one of a sub-layer's, or a key of a dict it holds): a misspelt one would
+    exempt nothing and say nothing."""
+    if not writes:
+        return
+    have = _names_in(obj)
+    unknown = [w for w in writes if w not in have]
+    if unknown:
+        own = sorted(k for k in vars(obj) if not k.startswith("__"))
+        raise fail(name, f"writes={tuple(writes)!r} names {unknown}, which "
+                   f"{type(obj).__name__} does not have after forward and backward; its "
+                   f"attributes are {own}")
+
+
 def _make_arguments(name: str, make_layer: Callable, dims: Dims, shapes: Mapping[str, Shape]
                     ) -> list[str]:
     """The dimensions ``make_layer`` takes by name; each must be recoverable from the arrays."""
@@ -349,6 +380,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
             call = ({k: np.array(v, copy=True) for k, v in cache.inputs.items()},
                     [np.array(d, copy=True) for d in douts])
         result = input_grads(cache.user, douts, cache.rate, cache.inputs)
+        _known_writes(name, writes, cache.user)
         result.update(parameter_grads(cache))
         if not upstream:  # a loss layer's backward() gives dL/dx; the engine asks for dout dL/dx
             result = {k: douts[0] * np.asarray(g) for k, g in result.items()}
@@ -379,6 +411,8 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
             raise fail(name, "with a callable grads, name the attributes backward writes in "
                        "writes=(...)")
         fields.setdefault("update", update)
+    # The contract reads the same names, for what a sub-layer holds (``act.outputs``).
+    fields["writes"] = frozenset(writes)
     wrap_kink(fields, lambda cache: cache.user)
     wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)

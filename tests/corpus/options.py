@@ -109,6 +109,59 @@ def torch_dropout_dense(x, W, b, keep=0.7):
 DROPOUT = {"shapes": "x: N D", "params": "W: D M, b: M", "fan_in": {"W": "D"},
            "dims": {"N": (2, 5), "D": (2, 5), "M": (2, 4)}, "reference": torch_dropout_dense}
 
+class Momentum:
+    """v = mu v + g; w - lr v. The buffer is made with np.zeros (float64), so a float32 weight
+    comes back float64 from its first step, whatever the rate."""
+
+    def __init__(self, mu=0.9):
+        self.mu = mu
+        self.v = None
+
+    def update(self, w, grad, lr):
+        if self.v is None:
+            self.v = np.zeros(np.shape(w))
+        self.v = self.mu * self.v + grad
+        return w - lr * self.v
+
+
+class MomentumDense:
+    """x W + b; backward steps both parameters with the layer's own Momentum optimizers."""
+
+    def __init__(self, D, M, lr=0.01):
+        self.W = np.random.randn(D, M) / np.sqrt(D)
+        self.b = np.zeros(M)
+        self.lr = lr
+        self.W_opt, self.b_opt = Momentum(), Momentum()
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        W = self.W
+        self.dW = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        self.W = self.W_opt.update(self.W, self.dW, self.lr)
+        self.b = self.b_opt.update(self.b, self.db, self.lr)
+        return dout @ W.T
+
+
+class MomentumDenseMeanBias(MomentumDense):
+    """The bias gradient as a mean over the batch where the forward sums."""
+
+    def backward(self, dout):
+        W = self.W
+        self.dW = self.x.T @ dout
+        self.db = dout.mean(axis=0)
+        self.W = self.W_opt.update(self.W, self.dW, self.lr)
+        self.b = self.b_opt.update(self.b, self.db, self.lr)
+        return dout @ W.T
+
+
+MOMENTUM = {"shapes": "x: N D", "params": "W: D M, b: M", "lr": "lr", "fan_in": {"W": "D"},
+            "dims": {"N": (2, 5), "D": (2, 5), "M": (2, 4)},
+            "reference": lambda x, W, b: x @ W + b}
+
 CELL = {"shapes": "x: T N D, h0: N H", "params": "Wx: D H, Wh: H H, b: H",
         "outputs": "h: T N H", "time": "T", "carry": {"h0": "h"}, "lazy": True,
         "writes": ("caches", "t"), "fan_in": {"Wx": "D", "Wh": "H"},
@@ -116,9 +169,16 @@ CELL = {"shapes": "x: T N D, h0: N H", "params": "Wx: D H, Wh: H H, b: H",
 
 RIGHT = [adapt.layer("options-lazy-counting-cell", StatefulCell, **CELL),
          adapt.layer("options-dropout-dense", DropoutDense, **DROPOUT)]
+# Its own momentum step, not SGD: the descent check does not apply. No writes= on purpose: the
+# momentum buffers and the float64 weights its step returns are what the contract must name.
+NO_DESCENT = {"descent": "the layer steps with momentum, not plain SGD"}
+RIGHT.append(adapt.layer("options-momentum-dense", MomentumDense, **MOMENTUM, skip=NO_DESCENT))
 WRONG = [adapt.layer("options-lazy-counting-cell-dwh-from-h", StatefulCellStaleState, **CELL,
                      expect="reject", expect_kind="values",
                      erratum="dWh from the step's output h instead of the state h_prev it read"),
          adapt.layer("options-dropout-dense-unscaled", DropoutDenseUnscaled, **DROPOUT,
                      expect="reject", expect_kind="factor",
-                     erratum="the backward's mask lacks the forward's 1/keep")]
+                     erratum="the backward's mask lacks the forward's 1/keep"),
+         adapt.layer("options-momentum-dense-mean-bias", MomentumDenseMeanBias, **MOMENTUM,
+                     skip=NO_DESCENT, expect="reject", expect_kind="factor",
+                     erratum="db = dout.mean(axis=0) for a bias the forward adds to every row")]
