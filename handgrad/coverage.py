@@ -89,12 +89,19 @@ def _advice(key: str, seen: Mapping[str, list[Result]]) -> str:
     in those same cases the network is alive, and the zero is structural (a forget gate times a
     cell state that starts at zero, at T = 1): declare it, or widen the dims that lift it. Where
     others are dead too, the data left the network dead."""
-    others = [rs for k, rs in seen.items() if k != key]
+    others = {k: rs for k, rs in seen.items() if k != key}
     declare = f"zero_grads={{{key!r}: 'why'}}"
-    if others and all(max(r.live for r in rs) > 0 for rs in others):
-        return (f"every other gradient is exercised in these cases, so the zero is structural "
-                f"(a term multiplied by a state that starts at zero, such as a forget gate at "
-                f"T = 1): declare it with {declare}, or widen the dims that make it non-zero "
-                "(T >= 2)")
+    dead = sorted(k for k, rs in others.items() if max(r.live for r in rs) <= 0)
+    alive = len(others) - len(dead)
+    # A gate multiplied by a state that starts at zero silences its weights and bias together;
+    # a dead network silences most gradients. Where most others are exercised, the zero is the
+    # first kind.
+    if others and alive > len(dead):
+        together = (f" (with {', '.join(map(repr, dead))}, zero likewise)" if dead else "")
+        scope = ("every other gradient is" if not dead else
+                 f"{alive} of the {len(others)} other gradients are")
+        return (f"{scope} exercised in these cases, so the zero is structural{together}: a "
+                f"term multiplied by a state that starts at zero, such as a forget gate at T = 1; "
+                f"declare it with {declare}, or widen the dims that make it non-zero (T >= 2)")
     return ("keep the network alive (fan-in-scaled weights, more classes, a larger batch), or "
             f"declare {declare} if it is zero on purpose")

@@ -43,6 +43,10 @@ class KinkSet:
     outside: np.ndarray
     valid: bool | None
     message: str
+    # The subgradient test's own figures: the hand gradient along the direction moving the
+    # kinked entries together, and the forward's derivative along it.
+    hand: float = float("nan")
+    derivative: float = float("nan")
 
     def explains(self, bad: np.ndarray) -> bool:
         return bool(np.isin(bad, self.indices).all())
@@ -149,15 +153,23 @@ def judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol, me
             kind, evidence = diagnose(hand.reshape(shape), reference.reshape(shape),
                                       tol["rtol"], tol["atol"],
                                       full_dims(run.record, run.case.dim_map),
-                                      run.record.inputs.get(key), reference="fd")
+                                      run.record.inputs.get(key), reference="fd",
+                                      upstream=run.scalar_upstream())
             notes.append(evidence)
     # Per element, the share of entries whose derivative is non-zero beyond the estimate's own
     # error (the coverage of records without a reference); along directions, whether any is.
     moving = np.abs(est.value) > est.error + tol["atol"] * scale
     live = float(moving.mean()) if indices is not None else float(moving.any())
+    figures = dict(max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
+                   hand_value=c.hand_value, ref_value=c.ref_value)
+    if kind == "subgradient" and not wrong.any():
+        # The entry-wise figures leave the kinks out (compared with themselves there): the
+        # row shows what failed, the derivative along the direction moving the kinked entries.
+        p, d = run.kinks[key].hand, run.kinks[key].derivative
+        figures = dict(max_abs=abs(p - d), max_rel=abs(p - d) / abs(d) if d else float("inf"),
+                       worst_index=(), hand_value=p, ref_value=d)
     return run.result("fd", key, status, kind=kind, message="; ".join(notes),
-                      max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
-                      hand_value=c.hand_value, ref_value=c.ref_value, rtol=c.rtol, atol=c.atol,
+                      **figures, rtol=c.rtol, atol=c.atol,
                       live=live if moving.size and not unresolved else np.nan)
 
 
@@ -191,7 +203,8 @@ def subgradient(run: CaseRun, key: str, flat: np.ndarray, outside: np.ndarray, t
                                          f"{projected[0]:.6g} where the forward's derivative "
                                          f"is {est.value[0]:.6g} (x{ratio:.3g}): not a valid "
                                          "subgradient (a max that sends its gradient to every "
-                                         "tied input?)")
+                                         "tied input?)", float(projected[0]),
+                   float(est.value[0]))
 
 
 def kinks_of(run: CaseRun, key: str, flat: np.ndarray, partners: np.ndarray) -> KinkSet | None:
