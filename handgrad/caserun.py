@@ -46,6 +46,12 @@ class CaseRun:
         self.results.append(r)
         return r
 
+    def scalar_upstream(self) -> float | None:
+        """The upstream gradient of a scalar output (which scales every gradient), or None."""
+        if self.dout is None or np.size(self.dout) != 1:
+            return None
+        return float(np.asarray(self.dout).ravel()[0])
+
     def compare(self, check: str, key: str, hand: np.ndarray, ref: np.ndarray,
                 tol: Mapping[str, float], allowance=0.0, **fields) -> Result:
         hand = np.asarray(hand)
@@ -61,7 +67,9 @@ class CaseRun:
             if key == "(output)" and check != "forward" and self.record.output is not None:
                 axes = self.record.output  # the tangent of the output (jvp checks)
             kind, message = diagnose(hand, ref, tol["rtol"], tol["atol"],
-                                     full_dims(self.record, self.case.dim_map), axes)
+                                     full_dims(self.record, self.case.dim_map), axes,
+                                     upstream=None if key == "(output)"
+                                     else self.scalar_upstream())
         return self.result(check, key, "pass" if c.passed else "fail", kind=kind,
                            message=message, max_abs=c.max_abs, max_rel=c.max_rel,
                            worst_index=c.worst_index, hand_value=c.hand_value,

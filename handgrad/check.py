@@ -134,6 +134,7 @@ def _check_case(record: Derivation, case: Case, checks: set[str]) -> list[Result
             reconcile.kinks(run, run64)
         if dtype == "float64":
             reconcile.kinks(run, run)
+            reconcile.fd_at_kinks(run)
             reconcile.taylor(run)
             reconcile.linearisations(run)
         results += run.results

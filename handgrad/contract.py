@@ -177,13 +177,48 @@ _NAMES = re.compile(r"\.([A-Za-z_]\w*)|\['([^']*)'\]")
 
 def _declared(path: str, writes: frozenset[str]) -> bool:
     """Whether ``writes`` names ``path`` (``cache['t']``, ``cache.state.t``) by one of its
-    names or in full."""
-    return path in writes or any((a or b) in writes for a, b in _NAMES.findall(path))
+    names, in full, or by a path above it (``cache[2]`` for ``cache[2][0]``)."""
+    return path in writes or any((a or b) in writes for a, b in _NAMES.findall(path)) \
+        or any(path.startswith(w) and path[len(w):][:1] in (".", "[") for w in writes)
 
 
-def _declaration(path: str) -> str:
+def _is_layer(o) -> bool:
+    """A sub-layer inside a wrapper: an object with a backward method of its own."""
+    return hasattr(o, "__dict__") and not isinstance(o, type) and any(
+        "backward" in m and callable(getattr(o, m, None)) for m in dir(type(o)))
+
+
+def _declaration(path: str, cache) -> str:
+    """The name to declare for a changed ``path``: its first name, or, below a sub-layer of a
+    wrapper, the name inside that layer (its ``caches``, never the whole layer)."""
     names = [a or b for a, b in _NAMES.findall(path)]
-    return names[0] if names else path
+    o = getattr(cache, "_handgrad_state", None)
+    o = o() if callable(o) and not isinstance(cache, type) else cache
+    for name in names:
+        try:
+            o = o[name] if isinstance(o, Mapping) else getattr(o, name)
+        except (AttributeError, KeyError, TypeError):
+            return name
+        if not _is_layer(o):
+            return name
+    return names[-1] if names else path
+
+
+def _writes_hint(paths: list[str], cache) -> str:
+    """writes=(...) naming every path at once, as valid Python."""
+    return "writes=" + repr(tuple(sorted({_declaration(p, cache) for p in paths})))
+
+
+def _dtype_changes(before: dict, after: dict) -> list[tuple[str, np.dtype, np.dtype]]:
+    """(path, dtype before, dtype after) for every array of the cache that backward replaced by
+    one of another float dtype (a parameter its own optimizer step returned in float64)."""
+    out = []
+    for p, (a, _) in before.items():
+        b = after.get(p, (None, None))[0]
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype != b.dtype \
+                and np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating):
+            out.append((p, a.dtype, b.dtype))
+    return out
 
 
 def _shown(paths: list[str]) -> str:
@@ -200,18 +235,39 @@ def _judge_bookkeeping(record: Derivation, cache, dout: np.ndarray, grads, chang
     if not isinstance(grads, Mapping):
         return grads
     first = {k: np.array(v, copy=True) for k, v in grads.items()}
-    declare = "declare it on the record with writes=(" + ", ".join(
-        sorted({repr(_declaration(p)) for p in changed})) + ",)"
+    declare = f"declare it on the record with {_writes_hint(changed, cache)}"
+    promoted = _dtype_changes(before, after)
     try:
         again = record.backward(np.array(dout, copy=True), cache)
         differ = sorted(k for k in first if not isinstance(again, Mapping) or k not in again
                         or _changed(first[k], np.asarray(again[k])))
-        why = f"returns other gradients for {', '.join(map(repr, differ))}" if differ else ""
+        # The same sums in a wider dtype round differently, by a few eps of the narrower per
+        # term: 1e3 eps of the largest entry separates that from other values.
+        retyped = differ and all(
+            np.asarray(again[k]).dtype != first[k].dtype and np.issubdtype(
+                first[k].dtype, np.floating) and np.shape(again[k]) == first[k].shape
+            and np.allclose(first[k], np.asarray(again[k], np.float64), rtol=0, atol=1e3 * float(
+                np.finfo(first[k].dtype).eps) * float(np.abs(first[k]).max(initial=0.0)))
+            for k in differ)
+        why = (f"returns {', '.join(map(repr, differ))} in "
+               f"{np.asarray(again[differ[0]]).dtype} instead of {first[differ[0]].dtype}"
+               if retyped else
+               f"returns other gradients for {', '.join(map(repr, differ))}" if differ else "")
     except Exception as exc:  # noqa: BLE001 - the second call is ours; its failure is evidence
         why = f"raises {type(exc).__name__}: {exc}"
     counters = all(before[p][0] is None and _is_int(before[p][1]) and
                    _is_int(after.get(p, (None, ""))[1]) for p in changed)
-    if not why:
+    if promoted and why:
+        shown = ", ".join(f"{p} from {a} to {b}" for p, a, b in promoted)
+        others = [p for p in changed if p not in {q for q, _, _ in promoted}]
+        also = (f"; it also changed {_shown(others)} ({declare} if that is by design)"
+                if others else "")
+        run.add("(cache)", "step-dtype", f"backward's own step changed the dtype of {shown}, "
+                f"so a second backward on the same cache {why}: keep each parameter's dtype "
+                "in the step (an optimizer buffer made with np.zeros(shape) is float64: "
+                "np.zeros_like(w), or .astype(w.dtype) on what the step returns)" + also,
+                status="fail" if record.strict_dtype else "warning")
+    elif not why:
         run.add("(cache)", "cache-bookkeeping", f"backward changed {_shown(changed)} in its "
                 "cache, but a second backward on the same cache returns the same gradients: "
                 f"bookkeeping, not a gradient error ({declare} to say it is by design)",

@@ -34,15 +34,28 @@ def coverage(record: Derivation, results: list[Result]) -> list[Result]:
     vacuous when it is zero everywhere, and a declared zero that is not."""
     source = "autograd" if record.reference is not None else "fd"
     seen: dict[str, list[Result]] = {}
+    unresolved: dict[str, list[Result]] = {}
     for r in results:
-        if r.check == source and r.dtype == "float64" and math.isfinite(r.live):
-            seen.setdefault(r.tensor, []).append(r)
-    if not seen:
+        if r.check == source and r.dtype == "float64":
+            (seen if math.isfinite(r.live) else unresolved).setdefault(r.tensor, []).append(r)
+    if not seen and not unresolved:
         return []
     rows = []
+    what = "reference gradient" if source == "autograd" else "derivative (finite differences)"
     for key in (*record.intermediates, *record.differentiable):
         rs = seen.get(key, [])
         if not rs:
+            lost = unresolved.get(key, [])
+            if source == "fd" and any(r.status == "unreliable" for r in lost):
+                first = lost[0]
+                rows.append(Result(
+                    derivation=record.name, case=first.case, data_seed=first.data_seed,
+                    dtype="float64", check="coverage", tensor=key,
+                    tag=record.tags.get(key, ""), status="unreliable",
+                    message=f"finite differences resolve no entry of {key!r} in any of the "
+                            f"{len(lost)} checked cases (it lies below the rounding of the loss "
+                            "over their step), so whether a case could catch an error in it is "
+                            "not known: a reference would tell"))
             continue
         best = max(rs, key=lambda r: r.live)
         common = {"derivation": record.name, "case": best.case, "data_seed": best.data_seed,
@@ -62,12 +75,10 @@ def coverage(record: Derivation, results: list[Result]) -> list[Result]:
                                    **common))
         elif best.live == 0:
             rows.append(Result(status="vacuous", kind="vacuous",
-                               message=f"the reference gradient of {key!r} is identically zero "
+                               message=f"the {what} of {key!r} is identically zero "
                                        f"in all {n} checked cases, so no case could catch an "
                                        f"error in it: {_advice(key, seen)}", **common))
         else:
-            what = ("reference gradient" if source == "autograd"
-                    else "derivative (finite differences)")
             rows.append(Result(status="pass", message=f"non-zero {what} at {best.live:.0%} of "
                                f"the entries (best of {n} cases)", **common))
     return rows
@@ -78,12 +89,19 @@ def _advice(key: str, seen: Mapping[str, list[Result]]) -> str:
     in those same cases the network is alive, and the zero is structural (a forget gate times a
     cell state that starts at zero, at T = 1): declare it, or widen the dims that lift it. Where
     others are dead too, the data left the network dead."""
-    others = [rs for k, rs in seen.items() if k != key]
+    others = {k: rs for k, rs in seen.items() if k != key}
     declare = f"zero_grads={{{key!r}: 'why'}}"
-    if others and all(max(r.live for r in rs) > 0 for rs in others):
-        return (f"every other gradient is exercised in these cases, so the zero is structural "
-                f"(a term multiplied by a state that starts at zero, such as a forget gate at "
-                f"T = 1): declare it with {declare}, or widen the dims that make it non-zero "
-                "(T >= 2)")
+    dead = sorted(k for k, rs in others.items() if max(r.live for r in rs) <= 0)
+    alive = len(others) - len(dead)
+    # A gate multiplied by a state that starts at zero silences its weights and bias together;
+    # a dead network silences most gradients. Where most others are exercised, the zero is the
+    # first kind.
+    if others and alive > len(dead):
+        together = (f" (with {', '.join(map(repr, dead))}, zero likewise)" if dead else "")
+        scope = ("every other gradient is" if not dead else
+                 f"{alive} of the {len(others)} other gradients are")
+        return (f"{scope} exercised in these cases, so the zero is structural{together}: a "
+                f"term multiplied by a state that starts at zero, such as a forget gate at T = 1; "
+                f"declare it with {declare}, or widen the dims that make it non-zero (T >= 2)")
     return ("keep the network alive (fan-in-scaled weights, more classes, a larger batch), or "
             f"declare {declare} if it is zero on purpose")

@@ -68,8 +68,12 @@ def diagnose_shape(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float) 
 
 
 def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
-             dims: Mapping[str, int], axes: Sequence[str] | None = None) -> tuple[str, str]:
-    """(kind, evidence) for a hand gradient that fails against ``ref`` (same shape)."""
+             dims: Mapping[str, int], axes: Sequence[str] | None = None,
+             reference: str = "autograd", upstream: float | None = None) -> tuple[str, str]:
+    """(kind, evidence) for a hand gradient that fails against ``ref`` (same shape);
+    ``reference``: what ``ref`` is (``"autograd"`` or ``"fd"``), for what an exact zero means;
+    ``upstream``: the scalar upstream gradient the engine multiplied into both (a scalar loss),
+    so that values are told in the code's own units."""
     h, r = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
     if not (np.all(np.isfinite(h)) and np.all(np.isfinite(r))):
         return _non_finite(h, r)
@@ -77,8 +81,11 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     bound = atol * scale + rtol * np.abs(r)
     bad = np.abs(h - r) > bound
     if not np.any(r):
-        return ("nonzero-where-zero", "the reference is exactly zero everywhere (this input "
-                "does not reach the loss here) but the hand gradient is not")
+        why = ("moving this input by the step leaves the loss unchanged to the last bit"
+               if reference == "fd" else
+               "this input does not reach the loss here, or only through zero derivatives")
+        return ("nonzero-where-zero", f"the reference is exactly zero everywhere ({why}) but "
+                "the hand gradient is not")
     if not np.any(h):
         return "zero", "the hand gradient is exactly zero where the reference is not"
     if float(np.abs(h).max()) <= atol * scale:
@@ -113,8 +120,17 @@ def diagnose(hand: np.ndarray, ref: np.ndarray, rtol: float, atol: float,
     t = float(np.abs(r[bad]).min())
     clipped = np.all(np.abs(h[bad]) < np.abs(r[bad])) and np.any(~bad & (np.abs(r) > 0.1 * t))
     if clipped and bad.sum() < bad.size and np.array_equal(bad, np.abs(r) >= t):
+        u = abs(upstream) if upstream else 1.0
+        where = (f" (in the code's units: the engine multiplied its upstream gradient "
+                 f"{upstream:.4g} into both)" if upstream and u != 1.0 else "")
+        m = np.abs(h[bad])
+        if np.allclose(m, m[0], rtol=1e-9, atol=0):
+            return ("threshold", f"clipped: the hand value is +-{m[0] / u:.6g} at the "
+                    f"{int(bad.sum())} entries where the reference exceeds it (|reference| >= "
+                    f"{t / u:.3g}), right below it{where}: a gradient clipped at {m[0] / u:.6g} "
+                    "inside backward?")
         return ("threshold", f"wrong exactly at the {int(bad.sum())} entries with |reference| >= "
-                f"{t:.3g}, right below it: clipped or thresholded inside backward?")
+                f"{t / u:.3g}, right below it{where}: clipped or thresholded inside backward?")
     if bad.mean() <= SPARSE and coverage < 0.5:
         return "entries", f"only {int(bad.sum())} of {bad.size} entries wrong, scattered: " \
                           f"{_where(bad)} (an index mix-up, an overwrite where a sum is due?)"
@@ -141,12 +157,25 @@ def _single(hand: float, ref: float, dims: Mapping[str, int]) -> tuple[str, str]
     """One entry (a scalar loss): a named factor is still telling; any other ratio is one
     number off, and one entry cannot tell a factor from an offset."""
     alpha = hand / ref
-    if any(abs(abs(alpha) - v) <= 1e-6 * v for v in [1.0, *(v for v, _ in named_factors(dims))]):
+    # A named factor (and -1, a sign) is telling even on one entry; a ratio near 1 is not: an
+    # eps inside a log moves a loss by a relative 1e-7 as easily as by 1e-3, case by case.
+    if abs(alpha + 1) <= 1e-6 or any(abs(abs(alpha) - v) <= 1e-6 * v
+                                     for v, _ in named_factors(dims)):
         return _factor(alpha, dims)
+    relative = (hand - ref) / ref
+    # A small constant in a formula (an eps of 1e-8 to 1e-3 inside a log, a clip bound) moves
+    # the value by far less than 1%; an overflow or underflow rounded into a clip, a dropped
+    # term or a mean for a sum moves it by much more.
+    if abs(relative) < 1e-2:
+        hint = ("look for a small constant in the formula (an eps inside a log or a "
+                "denominator, a clip bound)")
+    else:
+        hint = ("look for a term added or dropped, a mean for a sum, or a value that overflows "
+                "or underflows (an exp of a large argument: subtract the max first; a "
+                "probability clipped away from 0)")
     return ("value", f"the single value is {hand:.9g} where the reference gives {ref:.9g}: off by "
-            f"{hand - ref:.3g} (relative {(hand - ref) / ref:.2g}); one entry cannot tell a "
-            "factor from an added term: look for a constant in the formula (an eps inside a "
-            "log, a term added or dropped, a mean for a sum)")
+            f"{hand - ref:.3g} (relative {relative:.2g}); one entry cannot tell a factor from "
+            f"an added term: {hint}")
 
 
 def _offset(h: np.ndarray, r: np.ndarray, rtol: float, atol: float,

@@ -31,12 +31,35 @@ def caller_state_kept() -> Iterator[None]:
 
 
 def reseeded(fn, seed: int):
+    """``fn`` called from the global state ``seed``; the wrapper's ``draws`` turns True once a
+    call has drawn from that state (a dropout mask), which a mismatch then names as a possible
+    cause (:func:`draws_note`)."""
+    seeded = np.random.RandomState(seed % 2**32).get_state()
+
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        np.random.seed(seed % 2**32)
-        return fn(*args, **kwargs)
+        np.random.set_state(seeded)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            after = np.random.get_state()
+            if after[2] != seeded[2] or not np.array_equal(after[1], seeded[1]):
+                call.draws = True
 
+    call.draws = False
     return call
+
+
+def draws_note(record: Derivation) -> str:
+    """What to add to a forward/reference mismatch where either draws from ``np.random``."""
+    who = [what for what, fn in (("forward", record.forward), ("reference", record.reference))
+           if getattr(fn, "draws", False)]
+    if not who:
+        return ""
+    return (f"; the {' and the '.join(who)} {'draw' if len(who) == 2 else 'draws'} from NumPy's "
+            "global random state, which handgrad seeds alike before each: a possible cause is "
+            "that they draw different numbers, or in another order (a mask drawn before the "
+            "other's weights, or of another shape)")
 
 
 def seeded_per_call(record: Derivation, seed: int) -> Derivation:

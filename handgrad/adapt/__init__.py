@@ -214,7 +214,12 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
     replays that very backward at a positive rate so the engine compares the layer's own step
     with SGD. ``writes`` names other attributes backward may legitimately change (needed with
     a callable ``grads``). ``lazy=True``: the layer creates its parameters on its first forward,
-    so a first forward runs on copies before the engine's parameters are set.
+    so a warm-up forward runs, on copies of the inputs, on the very layer that is then checked
+    (over every step with ``time``), before the engine's parameters are set; what that forward
+    changed in the layer is then put back (a step counter, a cache list it appended to, a
+    hidden state, gradient accumulators: the checked forward is the layer's first), and what it
+    made is kept (attributes it created, keys it added to a dict, attributes that were None or a
+    bool flag before it).
     ``as_list=("a", "b")``, ``returns="out, _"``, ``grad_keys`` and ``globals`` as for
     :func:`pair`. ``kink_distance`` receives the layer.
     """

@@ -8,6 +8,7 @@ check."""
 from __future__ import annotations
 
 import collections
+import copy
 import hashlib
 import inspect
 import re
@@ -86,6 +87,77 @@ class _Replay:
         self.calls[key] = call
         while len(self.calls) > _REPLAY_MEMORY:
             self.calls.popitem(last=False)
+
+
+def _snapshot(obj: Any, keep: set[int], depth: int = 2) -> dict[str, Any]:
+    """Copies of what a layer holds before its lazy warm-up forward, to be put back after it
+    (see :func:`_undo`): sub-layers (objects with attributes of their own) down to ``depth``,
+    other values deep-copied; the objects whose ids are in ``keep`` (the recording optimizer)
+    and values that cannot be copied are left as the warm-up leaves them."""
+    saved: dict[str, Any] = {}
+    for k, v in vars(obj).items():
+        if id(v) in keep or v is None or isinstance(v, (bool, ModuleType, type)) or callable(v):
+            continue
+        if depth > 0 and hasattr(v, "__dict__") and not isinstance(v, np.ndarray):
+            saved[k] = (v, _snapshot(v, keep, depth - 1))
+            continue
+        try:
+            saved[k] = (None, copy.deepcopy(v))
+        except Exception:  # noqa: BLE001 - an attribute that cannot be copied keeps its value
+            continue
+    return saved
+
+
+def _undo(obj: Any, saved: Mapping[str, Any]) -> None:
+    """Put back what a lazy warm-up forward changed in the layer (a step counter, a cache it
+    appended to, a hidden state, accumulators), so that the checked forward is the layer's first.
+    What the warm-up made stays: attributes it created (the parameters, their gradient slots),
+    keys it added to a dict, and attributes that were None or a flag before it
+    (``self.W = None``, ``self.initialized``). An attribute the warm-up both creates and counts
+    with (``self.t`` first set inside forward) cannot be told from a parameter it made."""
+    for k, (sub, value) in saved.items():
+        if sub is not None:
+            if getattr(obj, k, None) is sub:
+                _undo(sub, value)
+            continue
+        now = getattr(obj, k, None)
+        if isinstance(value, dict) and isinstance(now, dict):
+            # A dict keeps the keys the warm-up added (a parameter dict filled on the first
+            # forward); the keys it had get their values back.
+            now.update(value)
+            continue
+        setattr(obj, k, value)
+
+
+def _names_in(obj: Any, depth: int = 2) -> set[str]:
+    """The attribute names of a layer and of the objects and dicts it holds, ``depth`` down."""
+    if depth < 0:
+        return set()
+    if isinstance(obj, Mapping):
+        items = [(k, v) for k, v in obj.items() if isinstance(k, str)]
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, ModuleType, np.ndarray)):
+        items = list(vars(obj).items())
+    else:
+        return set()
+    names = {k for k, _ in items}
+    for _, v in items:
+        names |= _names_in(v, depth - 1)
+    return names
+
+
+def _known_writes(name: str, writes: Sequence[str], obj: Any) -> None:
+    """Every name in ``writes`` must be an attribute the layer has once it ran forward and
+    backward (or one of a sub-layer's, or a key of a dict it holds): a misspelt one would
+    exempt nothing and say nothing."""
+    if not writes:
+        return
+    have = _names_in(obj)
+    unknown = [w for w in writes if w not in have]
+    if unknown:
+        own = sorted(k for k in vars(obj) if not k.startswith("__"))
+        raise fail(name, f"writes={tuple(writes)!r} names {unknown}, which "
+                   f"{type(obj).__name__} does not have after forward and backward; its "
+                   f"attributes are {own}")
 
 
 def _make_arguments(name: str, make_layer: Callable, dims: Dims, shapes: Mapping[str, Shape]
@@ -226,8 +298,10 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                 for attr in re.split(r"[\s,]+", optimizer.strip()):
                     setattr(obj, attr, recorder)
         if lazy:
+            before = _snapshot(obj, {id(v) for v in taken.values()})
             with globals_at(rate):
                 run_forward(obj, {k: np.array(v, copy=True) for k, v in inputs.items()}, rate)
+            _undo(obj, before)
         for p in spec.params:
             put.set(obj, p, inputs[p])
         if lr is not None:
@@ -283,8 +357,19 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                                   "in nondiff, or check how it is handed over")
         return {p: got[p] for p in trained}
 
+    def built(inputs: Mapping[str, np.ndarray], rate: float) -> tuple[Any, dict[str, Any]]:
+        """The layer, made under a stream of its own: whatever its constructor (or a lazy
+        warm-up) draws from ``np.random``, the forward then sees the global state the engine
+        set for the case, the one the reference sees too (a dropout mask drawn in forward
+        matches the reference's)."""
+        state = np.random.get_state()
+        try:
+            return build(inputs, rate)
+        finally:
+            np.random.set_state(state)
+
     def adapted_forward(**inputs):
-        obj, taken = build(inputs, 0.0)
+        obj, taken = built(inputs, 0.0)
         with globals_at(0.0):
             out, out_shapes = run_forward(obj, inputs, 0.0)
         return out, LayerCache(obj, out_shapes, excluded, inputs, 0.0, taken)
@@ -295,6 +380,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
             call = ({k: np.array(v, copy=True) for k, v in cache.inputs.items()},
                     [np.array(d, copy=True) for d in douts])
         result = input_grads(cache.user, douts, cache.rate, cache.inputs)
+        _known_writes(name, writes, cache.user)
         result.update(parameter_grads(cache))
         if not upstream:  # a loss layer's backward() gives dL/dx; the engine asks for dout dL/dx
             result = {k: douts[0] * np.asarray(g) for k, g in result.items()}
@@ -314,7 +400,7 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
                        "replayed on data it has seen")
         inputs, douts = call
         fresh = {k: v.copy() for k, v in inputs.items()}
-        obj, _ = build(fresh, rate)
+        obj, _ = built(fresh, rate)
         with globals_at(rate):
             run_forward(obj, fresh, rate)
         input_grads(obj, douts, rate, fresh)
@@ -325,6 +411,8 @@ def layer(name: str, make_layer: Callable[..., Any], *, shapes: ShapeSpec, dims:
             raise fail(name, "with a callable grads, name the attributes backward writes in "
                        "writes=(...)")
         fields.setdefault("update", update)
+    # The contract reads the same names, for what a sub-layer holds (``act.outputs``).
+    fields["writes"] = frozenset(writes)
     wrap_kink(fields, lambda cache: cache.user)
     wrap_linear(fields, lambda cache: cache.user)
     return spec.record(adapted_forward, adapted_backward, reference, fields)

@@ -4,6 +4,8 @@ reference gets rows saying what only a reference can check."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from handgrad.autograd import OutputShapeError, autograd_oracle
@@ -13,6 +15,7 @@ from handgrad.contract import raised
 from handgrad.coverage import live_fraction
 from handgrad.diagnose import diagnose_shape
 from handgrad.oracles.base import Oracle
+from handgrad.randomness import draws_note
 from handgrad.tolerances import tolerance
 
 # Two float32 programs for the same sum (pairwise, blocked, sequential) round differently, by
@@ -74,6 +77,10 @@ def _autograd(run: CaseRun, checks: set[str]) -> None:
     run.compare("forward", "(output)", run.hand.out, ref_out,
                 tolerance(run.dtype, "forward", record.tolerances),
                 allowance=rounding.get("(output)", 0.0))
+    last = run.results[-1] if run.results else None
+    note = draws_note(record)
+    if note and last is not None and last.check == "forward" and last.status == "fail":
+        run.results[-1] = dataclasses.replace(last, message=last.message + note)
     if "autograd" not in checks:
         return
     tol = tolerance(run.dtype, "autograd", record.tolerances)

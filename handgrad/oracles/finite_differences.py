@@ -43,6 +43,10 @@ class KinkSet:
     outside: np.ndarray
     valid: bool | None
     message: str
+    # The subgradient test's own figures: the hand gradient along the direction moving the
+    # kinked entries together, and the forward's derivative along it.
+    hand: float = float("nan")
+    derivative: float = float("nan")
 
     def explains(self, bad: np.ndarray) -> bool:
         return bool(np.isin(bad, self.indices).all())
@@ -115,9 +119,22 @@ def judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol, me
         notes.append(kinks.message)
         if kinks.valid is False:
             kind = "subgradient"
-    status = ("fail" if wrong.any() or kind else
-              "unreliable" if undecidable.any() or outside.any() else "pass")
     unit = "entries" if indices is not None else "directions"
+    # Where every hand value and every estimate lies within the estimate's own error, the
+    # differences cannot tell this gradient from zero (a softmax loss on logits over +-1000 is
+    # 0.0 with a gradient of 1e-76): no verdict. Both exactly zero is agreement (S does not move).
+    resolution = float(est.error.max(initial=0.0))
+    unresolved = bool(hand.size) and bool(
+        np.all(np.maximum(np.abs(hand), np.abs(est.value)) <= est.error)) \
+        and bool(np.any(hand) or np.any(est.value)) and kind != "subgradient"
+    if unresolved:
+        wrong = np.zeros_like(wrong)
+        notes.append(f"every {'entry' if indices is not None else 'direction'} of the gradient "
+                     f"(largest hand value {float(np.abs(hand).max()):.3g}) lies below what "
+                     f"finite differences resolve here ({resolution:.2g}: the rounding of the "
+                     "loss over the step): not a verdict on the derivation")
+    status = ("fail" if wrong.any() or kind else
+              "unreliable" if undecidable.any() or outside.any() or unresolved else "pass")
     if undecidable.any():
         notes.append(f"the finite-difference estimate is unreliable at {int(undecidable.sum())} "
                      f"{unit} (its error bound, from round-off, exceeds the tolerance): not a "
@@ -136,16 +153,24 @@ def judge_fd(run: CaseRun, key: str, hand: np.ndarray, est: fd.Estimate, tol, me
             kind, evidence = diagnose(hand.reshape(shape), reference.reshape(shape),
                                       tol["rtol"], tol["atol"],
                                       full_dims(run.record, run.case.dim_map),
-                                      run.record.inputs.get(key))
+                                      run.record.inputs.get(key), reference="fd",
+                                      upstream=run.scalar_upstream())
             notes.append(evidence)
     # Per element, the share of entries whose derivative is non-zero beyond the estimate's own
     # error (the coverage of records without a reference); along directions, whether any is.
     moving = np.abs(est.value) > est.error + tol["atol"] * scale
     live = float(moving.mean()) if indices is not None else float(moving.any())
+    figures = dict(max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
+                   hand_value=c.hand_value, ref_value=c.ref_value)
+    if kind == "subgradient" and not wrong.any():
+        # The entry-wise figures leave the kinks out (compared with themselves there): the
+        # row shows what failed, the derivative along the direction moving the kinked entries.
+        p, d = run.kinks[key].hand, run.kinks[key].derivative
+        figures = dict(max_abs=abs(p - d), max_rel=abs(p - d) / abs(d) if d else float("inf"),
+                       worst_index=(), hand_value=p, ref_value=d)
     return run.result("fd", key, status, kind=kind, message="; ".join(notes),
-                      max_abs=c.max_abs, max_rel=c.max_rel, worst_index=c.worst_index,
-                      hand_value=c.hand_value, ref_value=c.ref_value, rtol=c.rtol, atol=c.atol,
-                      live=live if moving.size else np.nan)
+                      **figures, rtol=c.rtol, atol=c.atol,
+                      live=live if moving.size and not unresolved else np.nan)
 
 
 def subgradient(run: CaseRun, key: str, flat: np.ndarray, outside: np.ndarray, tol,
@@ -178,7 +203,8 @@ def subgradient(run: CaseRun, key: str, flat: np.ndarray, outside: np.ndarray, t
                                          f"{projected[0]:.6g} where the forward's derivative "
                                          f"is {est.value[0]:.6g} (x{ratio:.3g}): not a valid "
                                          "subgradient (a max that sends its gradient to every "
-                                         "tied input?)")
+                                         "tied input?)", float(projected[0]),
+                   float(est.value[0]))
 
 
 def kinks_of(run: CaseRun, key: str, flat: np.ndarray, partners: np.ndarray) -> KinkSet | None:

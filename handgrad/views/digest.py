@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from handgrad.report import STATUS_WORD, Report, Result
 
-# (heading, check, dtype): the columns of the one-line summary. The autograd column includes
-# the forward's values (same oracle: the reference).
-ORACLE_COLUMNS = (("autograd", ("autograd", "forward"), "float64"),
+# (heading, checks, dtype): the columns of the one-line summary. The forward's values against
+# the reference have a column of their own, so that the autograd column is the gradients'
+# error; the float32 column is the whole float32 pass (values and gradients).
+ORACLE_COLUMNS = (("forward", ("forward",), "float64"),
+                  ("autograd", ("autograd",), "float64"),
                   ("float32", ("autograd", "forward"), "float32"),
                   ("fd", ("fd",), "float64"),
                   ("c-step", ("complex-step",), "float64"),

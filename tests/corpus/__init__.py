@@ -6,7 +6,9 @@ Styles (one module each): ``(out, cache)`` pairs (:mod:`.activations`, :mod:`.de
 :mod:`.logistic_globals` keeping its parameters as module globals) and class layers
 (:mod:`.classes`; :mod:`.stateful` for layers that keep bookkeeping in backward); code in the
 styles of from-scratch libraries that needs the adapters' further options (:mod:`.scratch_dl`,
-:mod:`.lenet_scratch`, :mod:`.rnn_scratch`). The references are in :mod:`.reference` and
+:mod:`.lenet_scratch`, :mod:`.rnn_scratch`; :mod:`.options` for the options that change the
+layer's own state or random stream: ``lazy`` with ``time``, weights drawn in a constructor, a
+dropout mask, an optimizer that changes a dtype). The references are in :mod:`.reference` and
 :mod:`.reference_scratch`, in PyTorch.
 
 The records live under ``tests/``, not ``derivations/``: ``handgrad check`` never lists them.
@@ -22,6 +24,7 @@ from tests.corpus import (
     dense,
     lenet_scratch,
     losses,
+    options,
     recurrent,
     rnn_scratch,
     scratch_dl,
@@ -31,7 +34,7 @@ from tests.corpus import (
 STYLES = {"pair": (activations, dense, conv, recurrent), "loss": (losses,),
           "layer": (classes, stateful),
           # from-scratch libraries: several adapters each
-          "scratch": (scratch_dl, lenet_scratch, rnn_scratch)}
+          "scratch": (scratch_dl, lenet_scratch, rnn_scratch, options)}
 RIGHT = [r for modules in STYLES.values() for m in modules for r in m.RIGHT]
 WRONG = [r for modules in STYLES.values() for m in modules for r in m.WRONG]
 BY_NAME = {r.name: r for r in RIGHT + WRONG}

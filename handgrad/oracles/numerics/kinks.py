@@ -49,16 +49,24 @@ def kinked(f0: float, fp: float, fm: float, fp2: float, fm2: float, noise: float
                for residual, size in tests)
 
 
-def rounding_noise(phi, delta: float) -> float:
+def rounding_noise(phi, delta: float, flat: float = 0.0) -> float:
     """Standard deviation of the rounding noise of phi(t) = S(p + t v) (after More and Wild's
     ECnoise): seven values spaced ``delta`` apart, where a smooth S changes by far less than its
     rounding, so the fourth differences are noise, with variance 70 sigma^2.
 
     The stencils sit beside the point, on either side (t in 4..10 delta and -10..-4 delta), and
     the smaller estimate is taken: the point itself may lie on a kink (a tie, a relu at 0),
-    whose jump in slope would pass for noise in a stencil around it."""
-    sigmas = []
+    whose jump in slope would pass for noise in a stencil around it.
+
+    Where phi takes one value on all fourteen points, its rounding swallowed every change (a
+    softmax loss on logits over +-1000 is exactly 0.0: log(1 + 1e-76) rounds to 0): ECnoise
+    then determines no noise, and the quantum of S, which S's value no longer shows, is at least
+    ``flat`` (the caller's estimate of the rounding of S's intermediates)."""
+    sigmas, seen = [], set()
     for side in (1, -1):
         values = np.array([phi(side * j * delta) for j in range(4, 11)])
+        seen.update(values.tolist())
         sigmas.append(float(np.sqrt(np.mean(np.diff(values, 4) ** 2) / 70.0)))
+    if len(seen) == 1:
+        return max(min(sigmas), flat)
     return min(sigmas)

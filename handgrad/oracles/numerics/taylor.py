@@ -141,7 +141,19 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
                             message, order)
 
     model = "first-order" if order == 1 else "second-order"
+
+    def resolution_at(i: int) -> float:
+        """The relative error of the tested term that the floor at step i still resolves."""
+        term = steps[i] * abs(slope_term) if order == 1 else steps[i] ** 2 * abs(curve_term)
+        return floors[i] / max(term, 1e-300)
+
     if not kink_seen and not any(r > f and np.isfinite(r) for r, f in zip(rems, floors)):
+        if resolution_at(0) > RESOLVED:
+            term = "h <g, v>" if order == 1 else "h^2/2 <v, H v>"
+            return result("unreliable", float("nan"),
+                          f"remainder at the round-off floor at every step, and so is the "
+                          f"{model} term {term} itself (the loss rounds away a change that "
+                          "small): too small for the Taylor test to judge")
         return result("pass", float("nan"), "remainder at the round-off floor at every step: "
                       f"the {model} model is exact to working precision")
     if start >= len(steps):
@@ -168,9 +180,7 @@ def taylor_test(evaluate_all, params: dict[str, np.ndarray], grads: dict[str, np
         return result("unreliable", float("nan"),
                       f"only {len(fit)} kink-free steps above the round-off floor{where}; no "
                       "slope to fit")
-    resolved_term = (steps[start] * abs(slope_term) if order == 1
-                     else steps[start] ** 2 * abs(curve_term))
-    resolution = floors[start] / max(resolved_term, 1e-300)
+    resolution = resolution_at(start)
     if resolution <= RESOLVED:
         return result("pass", float("nan"),
                       f"remainder at the round-off floor at every kink-free step{where}: the "
