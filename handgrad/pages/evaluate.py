@@ -128,11 +128,13 @@ class Evaluator:
     def gradient(self, of, wrt) -> Val:
         """Autograd's gradient of ``of`` (L, or a per-step L_t) with respect to ``wrt``."""
         loss = spell(of)
-        if loss != "L":
-            if isinstance(of, Scripted) and spell(of.base) == "L":
-                raise NotCheckableError(f"the gradient of a per-step loss {loss}")
-            raise NotCheckableError(f"the derivative of {loss} (only gradients of L)")
-        return self.symbol(wrt, gradient=True)
+        if loss == "L":
+            return self.symbol(wrt, gradient=True)
+        if isinstance(of, Scripted) and spell(of.base) == "L" and of.sup is None \
+                and of.sub is not None and len(of.sub) == 1:
+            return self.symbol(wrt, gradient=True, step=of.sub[0])
+        raise NotCheckableError(f"the derivative of {loss} (only gradients of L and of "
+                                "per-step losses L_t)")
 
     def scripted(self, node: Scripted) -> Val:
         base, sub, sup = node.base, node.sub, node.sup
@@ -177,8 +179,9 @@ class Evaluator:
     def name(self, node: Name, sub, sup) -> Val:
         return self.symbol(node)
 
-    def symbol(self, node, gradient: bool = False) -> Val:
-        """The value (or gradient) of a symbol, indexed by its subscripts."""
+    def symbol(self, node, gradient: bool = False, step=None) -> Val:
+        """The value (or gradient) of a symbol, indexed by its subscripts; with ``step`` (the
+        subscript of a per-step loss L_t) the gradient of that step's loss."""
         if isinstance(node, Name) and node.text.startswith("\\bar") and not gradient:
             return self.symbol(_unbar(node), gradient=True)
         if isinstance(node, Scripted) and isinstance(node.base, Name) \
@@ -193,6 +196,14 @@ class Evaluator:
                 return special
         base, sub, sup = (node, (), None) if isinstance(node, Name) else \
             (node.base, node.sub or (), node.sup)
+        defined = self.world.definitions.get(spell(base)) if sup is None else None
+        if defined is not None and not gradient:
+            letters, expression = defined
+            items = _split(sub)
+            if len(items) != len(letters):
+                raise NotCheckableError(f"{spell(node)} with {len(items)} subscripts where "
+                                        f"its definition has {len(letters)}")
+            return self._value(substitute(expression, dict(zip(letters, items))))
         found = self.world.resolve(base, sub, sup)
         if found is None:
             if isinstance(base, Name) and base.text == "\\mathbf e" and len(sub) == 1:
@@ -205,15 +216,23 @@ class Evaluator:
             if not sub and sup is None and self.world.constant(letter) is not None:
                 return V.scalar(self.world.constant(letter))
             raise NotCheckableError(f"the symbol {spell(node)}, bound to no value (add it to the "
-                               "Shapes table or to the record's symbols)")
+                                    "Shapes table or to the record's symbols)")
         sym, indices = found
         data = sym.grad if gradient else sym.value
+        if step is not None:
+            data = self.world.values.step_grad(sym.name)
+            if data is None or (sym.time and sym.time_base != 1):
+                raise NotCheckableError(f"the gradient of a per-step loss with respect to "
+                                        f"{spell(node)}: the reference returns no per-step "
+                                        "losses L_t")
         if data is None:
             raise NotCheckableError(f"the gradient with respect to {spell(node)}, which the "
-                               "reference does not expose")
+                                    "reference does not expose")
         v = Val(np.asarray(data, np.float64))
         if sym.sample_axis is not None:
-            v = V.name_axis(v, sym.sample_axis, V.SAMPLE)
+            v = V.name_axis(v, sym.sample_axis + (step is not None), V.SAMPLE)
+        if step is not None:
+            v = self.index(v, 0, step, 1, time=True, steps=v.pos[0])
         if sym.time:
             if not indices:
                 raise NotCheckableError(f"{spell(node)} without its time subscript")
@@ -239,7 +258,8 @@ class Evaluator:
         if isinstance(item, Name) and _is_letter(item.text):
             letter = item.text
             self._letter(letter, size, first)
-            if letter not in self.bound and (time is False or base == first) \
+            if letter not in self.bound and letter not in v.named \
+                    and (time is False or base == first) \
                     and self.letters[letter] == (v.pos[axis], first) and base == first:
                 return V.name_axis(v, axis, letter)
             return V.select(v, axis, self.letter_value(letter), base)
@@ -441,6 +461,18 @@ def _letters(node) -> list[str]:
         left, right = _letters(node.left), _letters(node.right)
         return left + right if left and right else []
     return []
+
+
+def substitute(node, mapping: dict):
+    """``node`` with each index letter of ``mapping`` replaced by its node (all at once)."""
+    if isinstance(node, Name):
+        return mapping.get(node.text, node)
+    if isinstance(node, tuple):
+        return tuple(substitute(n, mapping) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return type(node)(**{f: substitute(getattr(node, f), mapping)
+                             for f in node.__dataclass_fields__})
+    return node
 
 
 def _split(items) -> list:

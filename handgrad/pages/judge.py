@@ -17,7 +17,7 @@ from handgrad.pages import values as V
 from handgrad.pages.bind import OtherVariantError, Sym, Values, World, reference_values
 from handgrad.pages.evaluate import Evaluator
 from handgrad.pages.loader import Equation, Page, load_page
-from handgrad.pages.parser import ParseError, Relation, parse, spell
+from handgrad.pages.parser import ParseError, Relation, Wrap, parse, spell
 from handgrad.pages.values import NotCheckableError, ShapeError, Val
 from handgrad.tolerances import tolerance
 
@@ -120,6 +120,8 @@ def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> Equatio
     except ParseError as exc:
         return EquationResult(eq.tag, "not-checkable", message=f"not parsed: {exc}", **where)
     parts = tree if isinstance(tree, tuple) else (tree,)
+    conditions = tuple(p for p in parts if _is_condition(p))
+    parts = tuple(p for p in parts if not _is_condition(p))
     lhs_node, verdicts, skipped = None, [], 0
     for part in parts:
         if isinstance(part, Relation):
@@ -134,7 +136,7 @@ def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> Equatio
             return EquationResult(eq.tag, "not-checkable",
                                   message="an expression without a left side", **where)
         for right in rights:
-            verdict = _one(eq, world, lhs_node, right, tol, dims)
+            verdict = _one(eq, world, lhs_node, right, tol, dims, conditions)
             if verdict is None:
                 skipped += 1
                 continue
@@ -149,10 +151,21 @@ def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> Equatio
     return verdicts[0]
 
 
-def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims) -> EquationResult | None:
+CONDITIONS = ("<", ">", "\\le", "\\ge", "\\leq", "\\geq", "\\ne", "\\neq")
+
+
+def _is_condition(part) -> bool:
+    """``k < t`` beside an equation: where it holds (a recursion's range)."""
+    return isinstance(part, Relation) and len(part.rels) == 1 and part.rels[0] in CONDITIONS
+
+
+def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims,
+         conditions=()) -> EquationResult | None:
     where = {"line": eq.line, "cell": eq.cell, "lhs": spell(lhs_node)}
     ev = Evaluator(world)
     try:
+        for label in _variant_labels(rhs_node):
+            world.require_variant(label)
         lhs = ev.value(lhs_node)
     except OtherVariantError:
         return None
@@ -164,6 +177,9 @@ def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims) -> EquationR
     try:
         rhs = ev.value(rhs_node)
         page, ref = align(rhs, lhs)
+        for condition in conditions:
+            mask, _ = align(ev.iverson(condition), lhs, broadcast=True)
+            page, ref = page * mask, ref * mask
     except OtherVariantError:
         return None
     except NotCheckableError as exc:
@@ -181,7 +197,18 @@ def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims) -> EquationR
                           atol=c.atol, **where)
 
 
-def align(rhs: Val, lhs: Val) -> tuple[np.ndarray, np.ndarray]:
+def _variant_labels(node) -> list[str]:
+    """The ``\\text{(CE)}`` labels inside a node: the variant a right side is written for."""
+    if isinstance(node, Wrap) and node.kind == "text":
+        return [node.body]
+    if isinstance(node, tuple):
+        return [x for n in node for x in _variant_labels(n)]
+    if hasattr(node, "__dataclass_fields__"):
+        return [x for f in node.__dataclass_fields__ for x in _variant_labels(getattr(node, f))]
+    return []
+
+
+def align(rhs: Val, lhs: Val, broadcast: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(right side, left side) as arrays of the left side's layout. The hidden sample axis
     of a one-sample page sums where the left side has none (a parameter's gradient is the
     sum of the samples'); the right side broadcasts over a free index it does not carry."""
@@ -197,8 +224,8 @@ def align(rhs: Val, lhs: Val) -> tuple[np.ndarray, np.ndarray]:
     expanded = V._expand(rhs, lhs.named, len(rhs.pos))
     pos_r, pos_l = rhs.pos, lhs.pos
     if pos_r != pos_l:
-        if len(pos_r) == 0 and len(pos_l) == 0:
-            pass
+        if len(pos_r) == 0 and (len(pos_l) == 0 or broadcast):
+            expanded = expanded.reshape(expanded.shape + (1,) * len(pos_l))
         elif sorted(d for d in pos_r if d != 1) == sorted(d for d in pos_l if d != 1) \
                 and int(np.prod(pos_r)) == int(np.prod(pos_l)) and \
                 (len(pos_r) <= 1 or len(pos_l) <= 1) and max(len(pos_r), len(pos_l)) <= 2:
