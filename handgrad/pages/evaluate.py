@@ -57,6 +57,9 @@ class Evaluator:
         self.world = world
         self.letters: dict[str, tuple[int, int]] = {}
         self.bound: set[str] = set()  # letters bound by a sum being evaluated
+        # the largest finite magnitude of any value the evaluation met: the page combines its
+        # terms in another order than the reference, so it rounds at that level
+        self.largest = 0.0
 
     def equation(self, tree) -> tuple[Val, Val, object]:
         """(left value, right value, the left node) of ``lhs = rhs``; a chain ``a = b = c``
@@ -72,6 +75,13 @@ class Evaluator:
             return self._value(node)  # the sizes are now known (see _letter)
 
     def _value(self, node) -> Val:
+        v = self._evaluate(node)
+        finite = np.abs(v.data[np.isfinite(v.data)])
+        if finite.size:
+            self.largest = max(self.largest, float(finite.max()))
+        return v
+
+    def _evaluate(self, node) -> Val:
         if isinstance(node, Num):
             return V.scalar(node.value)
         if isinstance(node, Name):
