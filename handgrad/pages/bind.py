@@ -113,6 +113,7 @@ def reference_values(record, inputs: Mapping[str, np.ndarray], dout: np.ndarray)
         grad[k] = np.stack(parts) if k in stacked else parts[0]
     if not scalar:
         value["(output)"] = out.detach().numpy().copy()
+        grad["(output)"] = np.array(dout, dtype=np.float64)
     steps = None
     if keep:
         steps = (per_step, {k: (tuple(g) if k in stacked else g) for k, g in zip(names, wrt)
@@ -205,7 +206,7 @@ class World:
             options = page.alternatives.get(latex, (shape,))
             self._bind(base if time else key, options, overrides, time, steps)
         for key, name in list(overrides.items()):
-            if "\\" in name or "{" in name:
+            if "\\" in name or "{" in name or (self._array(name) is None and name in dims):
                 self._define(key, name)
                 continue
             if key.endswith("_{t}") and key[:-4] in self.time_keys:

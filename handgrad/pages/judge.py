@@ -109,8 +109,12 @@ def check_page(record, case, page: Page | None = None, *, inputs: Mapping | None
 
 
 def _bind_loss(world: World, values: Values) -> None:
+    """``L`` is a scalar output; a layer's output ``O`` (notation.md) has the upstream
+    gradient as its gradient."""
     if "L" not in world.syms and np.ndim(values.out) == 0:
         world.syms["L"] = Sym("L", np.asarray(values.out), None)
+    if np.ndim(values.out) and "O" not in world.syms and "(output)" in values.value:
+        world.syms["O"] = Sym("O", values.value["(output)"], values.grad.get("(output)"))
 
 
 def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> EquationResult:
