@@ -217,10 +217,14 @@ class World:
     def _define(self, key: str, expression: str) -> None:
         """``\\delta_{t,k}`` := an expression in the letters of its subscripts."""
         head = parse(key)
+        body = parse(expression)
+        if isinstance(body, (Name, Num)):  # d_k := d, a constant: the whole key is the name
+            self.definitions[key] = ((), body)
+            return
         letters = tuple(spell(i) for i in _split_letters(head.sub or ())) \
             if isinstance(head, Scripted) else ()
         base = spell(head.base) if isinstance(head, Scripted) else spell(head)
-        self.definitions[base] = (letters, parse(expression))
+        self.definitions[base] = (letters, body)
 
     def _array(self, name: str):
         v = self.values
@@ -230,7 +234,7 @@ class World:
 
     def _bind(self, key: str, options, overrides, time: bool, steps) -> None:
         name = overrides.get(key) or overrides.get(f"{key}_{{t}}")
-        candidates = [name] if name else code_names(key)
+        candidates = [name] if name else code_names(key) + (["(output)"] if key == "O" else [])
         found = next((c for c in candidates if self._array(c)), None)
         if found is None:
             return
@@ -241,7 +245,12 @@ class World:
         ranks = [_rank(o) + (1 if time else 0) for o in (options or ()) if o is not None
                  and _rank(o) >= 0]
         symbolic = self.record.inputs.get(found) or self.record.intermediate_shapes.get(found)
-        if self.per_sample and symbolic:
+        stacked = [o for o in (options or ()) if o and len(_dim_list(o)) >= 3
+                   and _dim_list(o)[0] in BATCH_DIMS]
+        if stacked and not time and array is not None and np.ndim(array) >= 3:
+            # a stack of matrices, (B, T, S): the products act on each, the batch is hidden
+            sample_axis = 0
+        elif self.per_sample and symbolic:
             batch = [i for i, d in enumerate(symbolic) if d in self.page_batch]
             sample_axis = batch[0] if batch else None
         elif self.per_sample and array is not None and ranks \
@@ -362,13 +371,17 @@ def _per_sample(page) -> bool:
 
 
 def _dims_of(shape: str) -> set[str]:
+    return set(_dim_list(shape))
+
+
+def _dim_list(shape: str) -> list[str]:
     try:
         tree = parse(shape)
     except ValueError:
-        return set()
+        return []
     items = tree.items if isinstance(tree, Group) else \
         tree.left.items if isinstance(tree, Op) and isinstance(tree.left, Group) else ()
-    return {spell(i) for i in items}
+    return [spell(i) for i in items]
 
 
 def _rank(shape: str | None) -> int:

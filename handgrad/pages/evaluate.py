@@ -206,6 +206,9 @@ class Evaluator:
                 return special
         base, sub, sup = (node, (), None) if isinstance(node, Name) else \
             (node.base, node.sub or (), node.sup)
+        whole = self.world.definitions.get(spell(node))
+        if whole is not None and not whole[0] and not gradient:
+            return self._value(whole[1])
         defined = self.world.definitions.get(spell(base)) if sup is None else None
         if defined is not None and not gradient:
             letters, expression = defined

@@ -190,6 +190,8 @@ def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims,
         return EquationResult(eq.tag, "not-checkable", message=str(exc), **where)
     except ShapeError as exc:
         return EquationResult(eq.tag, "fail", kind="shape", message=str(exc), **where)
+    same = np.isinf(page) & (page == ref)  # -inf at a masked score on both sides
+    page, ref = np.where(same, 0.0, page), np.where(same, 0.0, ref)
     # atol scales with the largest quantity the equation combines, not only with its result:
     # a loss of exactly 0 (one class) evaluated as log-sum-exp minus a logit rounds to 1e-17.
     scale = max(float(np.abs(ref).max(initial=0.0)), ev.largest)
