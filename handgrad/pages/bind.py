@@ -211,8 +211,30 @@ class World:
                 continue
             if key.endswith("_{t}") and key[:-4] in self.time_keys:
                 continue
+            if "_{t}" in key and key.replace("_{t}", "") not in self.syms:
+                self._bind(key.replace("_{t}", ""), None, {key.replace("_{t}", ""): name},
+                           True, steps)
+                continue
             if key not in self.syms and self._array(name) is not None:
                 self._bind(key, None, overrides, False, steps)
+        self._bind_onehot()
+
+    def _bind_onehot(self) -> None:
+        """``E``, the one-hot matrix of integer labels ``y`` (``E_t`` per step)."""
+        y = self.values.value.get("y")
+        if "E" in self.syms or y is None or not np.issubdtype(np.asarray(y).dtype, np.integer):
+            return
+        try:
+            classes = self.classes()
+        except NotCheckableError:
+            return
+        onehot = (np.asarray(y)[..., None] == np.arange(classes)).astype(np.float64)
+        ysym = self.syms.get("y")
+        time = ysym is not None and ysym.time
+        self.syms["E"] = Sym("E", onehot, None, time=time, steps=np.shape(y)[0] if time else None,
+                             sample_axis=ysym.sample_axis if ysym else None, name="E")
+        if time:
+            self.time_keys.add("E")
 
     def _define(self, key: str, expression: str) -> None:
         """``\\delta_{t,k}`` := an expression in the letters of its subscripts."""

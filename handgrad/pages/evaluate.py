@@ -158,6 +158,10 @@ class Evaluator:
             sup, transpose = None, True
         elif isinstance(sup, Op) and sup.op == "juxt" and _is_top(sup.right):
             sup, transpose = sup.left, True
+        if isinstance(base, Name) and sup is not None and not _is_layer(sup) \
+                and self.world.resolve(base, sub or (), sup) is not None:
+            v = self.symbol(Scripted(base, sub, sup))  # z^i_t: a symbol with a superscript
+            return V.transpose(v) if transpose else v
         if not isinstance(base, Name) or (sup is not None and not _is_layer(sup)):
             if sub is not None and not isinstance(base, Name) and not (
                     isinstance(base, Wrap) and base.kind == "norm"):
@@ -301,8 +305,6 @@ class Evaluator:
         text = node.text
         if text == "\\mathbf 1":
             return V.ones()
-        if text == "E" and self.world.lookup("E") is None:
-            return Val(self.world.onehot_matrix())
         if text == "\\infty":
             return V.scalar(np.inf)
         return None
