@@ -111,9 +111,9 @@ def reference_values(record, inputs: Mapping[str, np.ndarray], dout: np.ndarray)
                  for s, g in zip(group, grads[at:at + len(group)])]
         at += len(group)
         grad[k] = np.stack(parts) if k in stacked else parts[0]
-    if not scalar:
-        value["(output)"] = out.detach().numpy().copy()
-        grad["(output)"] = np.array(dout, dtype=np.float64)
+    # the output (a layer's O): its gradient is the upstream one (1 for a scalar loss)
+    value["(output)"] = out.detach().numpy().copy()
+    grad["(output)"] = np.array(1.0 if scalar else dout, dtype=np.float64)
     steps = None
     if keep:
         steps = (per_step, {k: (tuple(g) if k in stacked else g) for k, g in zip(names, wrt)
@@ -257,6 +257,9 @@ class World:
     def _bind(self, key: str, options, overrides, time: bool, steps) -> None:
         name = overrides.get(key) or overrides.get(f"{key}_{{t}}")
         candidates = [name] if name else code_names(key) + (["(output)"] if key == "O" else [])
+        if time and not name:
+            # a reference's list of steps is spelled with the time subscript: h_t, z_t
+            candidates = [f"{c}_t" for c in candidates] + candidates
         found = next((c for c in candidates if self._array(c)), None)
         if found is None:
             return

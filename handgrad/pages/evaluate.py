@@ -267,6 +267,8 @@ class Evaluator:
               steps: int | None = None) -> Val:
         """Positional ``axis`` of v indexed by one subscript item: a plain letter names the
         axis (einsum semantics), anything else (``t+1``, ``y_n``, ``1``) selects along it."""
+        if not time and _names_time(item):
+            time, base, steps = True, 1, None  # the letter t indexes time steps, from 1
         if axis >= len(v.pos):
             raise ShapeError(f"more subscripts than axes: {v.describe()} indexed by "
                              f"{spell(item)}")
@@ -476,6 +478,16 @@ def _letters(node) -> list[str]:
         left, right = _letters(node.left), _letters(node.right)
         return left + right if left and right else []
     return []
+
+
+TIME_LETTERS = ("t",)
+
+
+def _names_time(item) -> bool:
+    """``t``, ``t+1``, ``t-1``: a time subscript, whatever the symbol's Shapes row says."""
+    if isinstance(item, Name):
+        return item.text in TIME_LETTERS
+    return isinstance(item, Op) and item.op in ("+", "-") and _names_time(item.left)
 
 
 def substitute(node, mapping: dict):

@@ -113,7 +113,7 @@ def _bind_loss(world: World, values: Values) -> None:
     gradient as its gradient."""
     if "L" not in world.syms and np.ndim(values.out) == 0:
         world.syms["L"] = Sym("L", np.asarray(values.out), None)
-    if np.ndim(values.out) and "O" not in world.syms and "(output)" in values.value:
+    if "O" not in world.syms and "(output)" in values.value:
         world.syms["O"] = Sym("O", values.value["(output)"], values.grad.get("(output)"))
 
 
