@@ -84,8 +84,8 @@ class Derivation:
     forward, backward, reference:
         See the module docstring for the calling convention. ``forward`` and ``backward`` may
         be None for a record with a ``page`` (or ``doc``) and a reference: the page's equations
-        are then checked alone, before any code exists (derive, check, then transcribe). ``reference`` may be None: the
-        record is then checked by finite differences, the complex step, the Taylor test and the
+        are then checked alone, before any code exists (derive, check, then transcribe).
+        ``reference`` may be None: the record is then checked by finite differences, the complex step, the Taylor test and the
         contract, and the report says what needs a reference (autograd, the intermediates, the
         float32 values).
     inputs:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from handgrad.autograd import to_tensors
 from handgrad.caserun import CaseRun
 from handgrad.oracles.base import Oracle
 from handgrad.pages import EquationResult, check_page, page_of
-from handgrad.autograd import to_tensors
 from handgrad.pages.bind import reference_values
 from handgrad.report import Result
 
