@@ -85,9 +85,9 @@ class Derivation:
         See the module docstring for the calling convention. ``forward`` and ``backward`` may
         be None for a record with a ``page`` (or ``doc``) and a reference: the page's equations
         are then checked alone, before any code exists (derive, check, then transcribe).
-        ``reference`` may be None: the record is then checked by finite differences, the complex step, the Taylor test and the
-        contract, and the report says what needs a reference (autograd, the intermediates, the
-        float32 values).
+        ``reference`` may be None: the record is then checked by finite differences, the
+        complex step, the Taylor test and the contract, and the report says what needs a
+        reference (autograd, the intermediates, the float32 values).
     inputs:
         Symbolic shape of every input: ``{"x": ("N", "d"), "W1": ("M", "d"), "y": ("N",)}``, or
         the same written compactly: ``"x: N d, W1: M d, y: N"``. Entries are dimension names or
