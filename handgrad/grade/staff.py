@@ -96,8 +96,10 @@ def load_records(paths: Iterable[str], sources: Mapping[str, str] | None,
                  submission_modules: Iterable[str]) -> tuple[list[Derivation], list[Broken]]:
     """The staff's records with stand-ins for the submissions' modules."""
     finder = StandInFinder(submission_modules)
-    sys.meta_path.append(finder)
-    loaded = {n for n in sys.modules}
+    # A module of the same name already imported in this process (a previous load, a test) must
+    # not stand in for the submissions': it is set aside for the load and put back after.
+    aside = {name: sys.modules.pop(name) for name in finder.names if name in sys.modules}
+    sys.meta_path.insert(0, finder)
     try:
         records, broken = [], []
         for path in paths:
@@ -107,8 +109,9 @@ def load_records(paths: Iterable[str], sources: Mapping[str, str] | None,
     finally:
         sys.meta_path.remove(finder)
         for name in finder.names:
-            if name not in loaded and isinstance(sys.modules.get(name), _StandIns):
+            if isinstance(sys.modules.get(name), _StandIns):
                 del sys.modules[name]
+        sys.modules.update(aside)
     return records, broken
 
 
