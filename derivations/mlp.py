@@ -140,6 +140,10 @@ def min_abs_a1(c: Cache) -> float:
 TAGS = {"yhat": "M6", "a2": "M7", "W2": "M8", "b2": "M9", "z": "M10", "a1": "M11", "W1": "M12",
         "b1": "M13", "x": "M14"}
 L2_TAGS = {**TAGS, "yhat": "M6'", "a2": "M7'"}
+# The page's equations each loss follows: both share (M1)-(M3) and (M8)-(M15).
+SHARED_EQUATIONS = ("M1", "M2", "M3", "M8", "M9", "M10", "M11", "M12", "M13", "M14", "M15")
+EQUATIONS = {"ce": SHARED_EQUATIONS + ("M4", "M5", "M6", "M7"),
+             "l2": SHARED_EQUATIONS + ("M4'", "M5'", "M6'", "M7'")}
 LOSSES = {"ce": ("ce", "identity"), "l2id": ("l2", "identity"), "l2sig": ("l2", "sigmoid")}
 DIMS = {"N": (1, 6), "d": (1, 7), "M": (1, 8), "C": (1, 5)}
 NONDEGENERATE_DIMS = {**DIMS, "M": (2, 8), "C": (2, 5)}
@@ -179,6 +183,8 @@ def make(loss_name: str, f1: str, **changes) -> Derivation:
         "bench": ({"N": 64, "d": 784, "M": 256, "C": 10},) if (loss_name, f1) == ("ce", "tanh")
         else (),
         "flops": mlp_flops,
+        "symbols": {"h": "z"},
+        "equations": EQUATIONS[loss],
     }
     return Derivation(**{**fields, **changes})
 

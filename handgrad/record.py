@@ -58,7 +58,8 @@ from handgrad.errors import DerivationError
 
 __all__ = ["CHECKS", "Derivation", "DerivationError", "validate"]
 
-GRADIENT_CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent")
+GRADIENT_CHECKS = ("contract", "forward", "autograd", "fd", "complex-step", "taylor", "descent",
+                   "equation")
 # The checks of a hand jvp and of a hand hvp (see the fields ``jvp`` and ``hvp``); they run only
 # on records that have one.
 JVP_CHECKS = ("jvp", "jvp-fd", "jvp-complex-step", "dot-product", "linearity")
@@ -66,8 +67,8 @@ HVP_CHECKS = ("hvp", "hvp-fd", "symmetry", "linearity", "taylor2")
 LINEAR_CHECKS = tuple(dict.fromkeys(JVP_CHECKS + HVP_CHECKS))
 CHECKS = GRADIENT_CHECKS + LINEAR_CHECKS
 DTYPES = ("float64", "float32")
-SKIPPABLE = ("fd", "complex-step", "taylor", "descent", "float32", "jvp-fd", "jvp-complex-step",
-             "dot-product", "hvp-fd", "symmetry", "linearity", "taylor2")
+SKIPPABLE = ("equation", "fd", "complex-step", "taylor", "descent", "float32", "jvp-fd",
+             "jvp-complex-step", "dot-product", "hvp-fd", "symmetry", "linearity", "taylor2")
 
 Sampler = Callable[[np.random.Generator, tuple[int, ...], Mapping[str, int]], np.ndarray]
 
@@ -212,6 +213,18 @@ class Derivation:
         ``"factor"``, ``"flipped"``, ...; see ``handgrad/diagnose.py``); empty when unsure.
     doc:
         Path of the derivation's Markdown; discovery fills it from the module's name.
+    page:
+        The derivation page whose tagged equations the ``"equation"`` check evaluates (a
+        Markdown file or a Jupyter notebook); empty: ``doc``. See :mod:`handgrad.pages` and the
+        language in ``derivations/notation.md``.
+    symbols:
+        Page symbol (LaTeX) -> the name of the input or reference intermediate it denotes, for
+        letters the page and the code spell differently: ``{"h": "z", r"\\hat y": "yhat"}``.
+        Symbols spelled alike (``W_1`` and ``W1``, ``h_0`` and ``h0``) need no entry.
+    equations:
+        The tags of the page's equations this record follows (a variant of a page with several,
+        like the MLP's cross-entropy and L2 equations); None: every tagged equation. The others
+        are reported as skipped, with the reason.
     origin:
         The file that defines the record; discovery fills it.
     """
@@ -258,6 +271,9 @@ class Derivation:
     expect_kind: str = ""
     doc: str = ""
     origin: str = ""
+    page: str = ""
+    symbols: Mapping[str, str] = field(default_factory=dict)
+    equations: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nondiff", frozenset(self.nondiff))

@@ -6,7 +6,8 @@ with an ``ORACLE`` and one line here.
 Gradients: ``autograd`` (the PyTorch reference), ``finite_differences``, ``complex_step``,
 ``taylor``, ``descent``. Hand JVPs and HVPs (the record's ``jvp`` and ``hvp``): ``jvp``,
 ``jvp_fd``, ``jvp_complex_step``, ``dot_product``, ``hvp``, ``hvp_fd``, ``symmetry``,
-``linearity``, ``taylor2``. Their numerical helpers are in :mod:`handgrad.oracles.numerics`.
+``linearity``, ``taylor2``. Derivation pages: ``equation`` (:mod:`handgrad.pages`). Their
+numerical helpers are in :mod:`handgrad.oracles.numerics`.
 
 May import the records and cases (and :mod:`handgrad.adapt`, for Function records); the
 checking, the views and the grader import the oracles, never the other way round.
@@ -19,6 +20,7 @@ from handgrad.oracles import (
     complex_step,
     descent,
     dot_product,
+    equation,
     finite_differences,
     function,
     function_dtypes,
@@ -51,6 +53,7 @@ REGISTRY: tuple[Oracle, ...] = (
     taylor2.ORACLE,
     function.ORACLE,
     function_dtypes.ORACLE,
+    equation.ORACLE,
 )
 
 __all__ = ["REGISTRY", "Oracle"]
