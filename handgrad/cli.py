@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     display = None if args.json else terminal.Display(
         [r.name for _, r in chosen], args.verbose,
-        linear=any(r.jvp is not None or r.hvp is not None for _, r in chosen))
+        linear=any(r.jvp is not None or r.hvp is not None for _, r in chosen),
+        page=any(r.reference is not None and (r.page or r.doc) for _, r in chosen))
     done: dict[int, Report] = {}
     shown = 0
 

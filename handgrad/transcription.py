@@ -34,7 +34,9 @@ class EquationVerdict:
     """One tagged equation of a page, over every case: its worst status, with the kind and
     message of its first row of that status; ``code`` and ``code_kind`` the same for the code's
     rows of that tag (the hand backward's gradient, against autograd in float64), "" where the
-    record has no code for the tag."""
+    record has no code for the tag. ``after``: the tag of an earlier wrong step of the code
+    (in the order the backward computes its gradients), whose wrong gradient this step reads:
+    its own line may be right."""
 
     tag: str
     status: str
@@ -42,34 +44,45 @@ class EquationVerdict:
     message: str
     code: str = ""
     code_kind: str = ""
+    after: str = ""
 
     @property
     def transcription(self) -> str:
-        """"code" where the page is right and the code wrong at this tag, "page" the other way
-        round, "" otherwise."""
+        """"code" where the page is right and the code's first wrong step is at this tag,
+        "page" where the code is right and the page wrong, "" otherwise."""
         page_ok, code_ok = self.status in PASSING, self.code in PASSING
         if not self.code or self.status in ("skipped", "error") or page_ok == code_ok:
             return ""
+        if page_ok and self.after:
+            return ""
         return "code" if page_ok else "page"
-
-
 
 
 def equations(report: Report) -> list[EquationVerdict]:
     """The page's equations in the order of their first result, each with its code's verdict
     (see :class:`EquationVerdict`)."""
-    tags = list(dict.fromkeys(r.tag for r in report.results if r.check == "equation"))
+    # An equation of another variant (the L2 loss's on a cross-entropy record) is none of this
+    # record's.
+    tags = list(dict.fromkeys(r.tag for r in report.results if r.check == "equation"
+                              and r.kind != "variant"))
+    # The code's steps in the order of its autograd rows (the intermediates nearest the loss
+    # first, as the backward computes them): the first wrong one is where the code goes wrong.
+    wrong = [r.tag for r in report.results if r.check == "autograd" and r.dtype == "float64"
+             and r.tag and r.status in ("fail", "error")]
+    first_wrong = wrong[0] if wrong else ""
     out = []
     for tag in tags:
-        rows = [r for r in report.results if r.check == "equation" and r.tag == tag]
+        rows = [r for r in report.results if r.check == "equation" and r.tag == tag
+                and r.kind != "variant"]
         status = worst_status(rows)
         first = next(r for r in rows if r.status == status)
         code = [r for r in report.results if r.check in CODE_CHECKS and r.dtype == "float64"
                 and r.tag == tag]
         code_status = worst_status(code)
         code_first = next((r for r in code if r.status == code_status), None)
+        after = first_wrong if code_status == "fail" and tag != first_wrong else ""
         out.append(EquationVerdict(tag, status, first.kind, first.message, code_status,
-                                   code_first.kind if code_first else ""))
+                                   code_first.kind if code_first else "", after))
     return out
 
 
@@ -111,11 +124,14 @@ def notes(record: Derivation, report: Report) -> list[str]:
     out = []
     for v in verdicts:
         if v.transcription == "code":
+            later = [w.tag for w in equations(report) if w.after == v.tag and w.status in PASSING]
             where = lines.get(v.tag)
             at = (f"{where[0]}:{where[1]}: {where[2]}" if where
                   else f"no line of the backward cites ({v.tag}) in a comment")
             out.append(f"  transcription: ({v.tag}) is right on the page and wrong in the code "
-                       f"[{v.code_kind}]: {at}")
+                       f"[{v.code_kind}]: {at}" + (
+                           f"; the code's {', '.join(f'({t})' for t in later)} read its "
+                           "gradient and are wrong after it" if later else ""))
         else:
             out.append(f"  transcription: the code is right at ({v.tag}) and the page is not "
                        f"[{v.kind}]: the equation as written is not what the code computes")

@@ -182,7 +182,7 @@ def _markdown(path: Path) -> tuple[str, frozenset[str]]:
 
 def markdown_of(record: Derivation | None, report: Report) -> tuple[str, frozenset[str]]:
     """The record's page as HTML, each checked equation marked with its verdict."""
-    path = doc_path(report.doc, record.origin if record else "")
+    path = doc_path((record.page if record else "") or report.doc, record.origin if record else "")
     if path is None:
         return "", frozenset()
     verdicts = {v.tag: v for v in transcription.equations(report)}

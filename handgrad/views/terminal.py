@@ -177,6 +177,8 @@ def equation_line(v: transcription.EquationVerdict) -> Text:
     if v.code:
         code = STATUS_WORD[v.code] + (f" [{v.code_kind}]" if v.code_kind else "")
         text.append(f"   code {code}", style="red" if v.code in BAD else "")
+        if v.after:
+            text.append(f" (after the wrong ({v.after}))")
     if v.transcription == "code":
         text.append(f"   the page is right at ({v.tag}), the code is not: look at the code's "
                     f"line tagged ({v.tag})", style="bold")
