@@ -63,8 +63,10 @@ def equations(report: Report) -> list[EquationVerdict]:
     (see :class:`EquationVerdict`)."""
     # An equation of another variant (the L2 loss's on a cross-entropy record) is none of this
     # record's.
+    # A row without a tag is the page's as a whole (it did not load): the block shows its
+    # message, and no equation is judged.
     tags = list(dict.fromkeys(r.tag for r in report.results if r.check == "equation"
-                              and r.kind != "variant"))
+                              and r.kind != "variant" and r.tag))
     # The code's steps in the order of its autograd rows (the intermediates nearest the loss
     # first, as the backward computes them): the first wrong one is where the code goes wrong.
     wrong = [r.tag for r in report.results if r.check == "autograd" and r.dtype == "float64"

@@ -26,6 +26,7 @@ from handgrad.views import digest
 FILE_WIDTH = 1000
 FIGURE_WIDTH = 8  # "autograd", 1.2e-04
 SLOPE_WIDTH = 10  # slope 2.00
+PAGE_WIDTH = 5  # 14/14: equations right / checked (a page holds fewer than 100)
 CASE_WIDTH = 28
 BAD = ("fail", "error", "vacuous")
 
@@ -53,7 +54,8 @@ def _grid(name_width: int, linear: bool = False, page: bool = False) -> Table:
     grid.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
     grid.add_column(width=5, justify="right", no_wrap=True)
     for heading, _, _ in digest.columns(linear, page):
-        grid.add_column(width=SLOPE_WIDTH if heading == "taylor" else FIGURE_WIDTH,
+        grid.add_column(width=SLOPE_WIDTH if heading == "taylor" else PAGE_WIDTH
+                        if heading == "page" else FIGURE_WIDTH,
                         justify="right", no_wrap=True, overflow="ellipsis")
     grid.add_column(no_wrap=True, overflow="ellipsis")
     return grid
