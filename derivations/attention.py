@@ -152,6 +152,14 @@ PROJECTED_DIMS = {"B": (1, 3), "T": (1, 6), "m": (1, 4), "d": (1, 5), "dv": (1, 
 BENCH = ({"B": 8, "T": 128, "d": 64, "dv": 64}, {"B": 16, "T": 256, "d": 64, "dv": 64})
 
 
+# The page's letters that the reference spells otherwise; delta_i is the page's name on the
+# spot for row i of dL/dP.
+SYMBOLS = {"A": "scores", "\\tilde A": "logits", "\\mathcal M": "mask", "d_k": "d",
+           "\\delta_i": r"\frac{\partial L}{\partial P_i}"}
+# Attention on given Q, K, V follows (SA1)-(SA9); without a mask (SA2) does not apply.
+ATTENTION_EQUATIONS = tuple(f"SA{i}" for i in range(1, 10))
+
+
 def make(name: str, causal: bool, **changes) -> Derivation:
     """Attention on given Q, K, V; ``changes`` overrides record fields (used by the mistakes).
 
@@ -173,6 +181,8 @@ def make(name: str, causal: bool, **changes) -> Derivation:
         "output": ("B", "T", "dv"),
         "strict_dtype": True,
         "flops": gemm_flops,
+        "symbols": SYMBOLS,
+        "equations": tuple(t for t in ATTENTION_EQUATIONS if causal or t != "SA2"),
     }
     return Derivation(**{**fields, **changes})
 
@@ -197,6 +207,7 @@ def make_projected(name: str, **changes) -> Derivation:
         "output": ("B", "T", "dv"),
         "strict_dtype": True,
         "flops": projected_flops,
+        "symbols": SYMBOLS,
     }
     return Derivation(**{**fields, **changes})
 

@@ -155,6 +155,10 @@ def make(spatial: bool, **changes) -> Derivation:
         "complex_step": True,
         "flops": flop_count,
         "bench": ({"N": 32, "C": 64, "H": 16, "W": 16},) if spatial else ({"N": 256, "D": 512},),
+        "symbols": {"\\xi": "xc", "r": "inv_std", "\\nu": "var", "O": "(output)", "m": "N"},
+        # the page indexes samples x_i of an (N, D) batch; over maps i runs over N, H and W
+        # together, which the page's index notation does not write
+        "equations": () if spatial else None,
     }
     return Derivation(**{**fields, **changes})
 

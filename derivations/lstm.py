@@ -270,6 +270,9 @@ def make(name: str, loss: str, **changes) -> Derivation:
         "samplers": {"y": labels if loss == "ce" else targets, "Wx": fan_in_weights,
                      "Wh": fan_in_weights, "Wy": fan_in_weights},
         "variant": {"loss": loss, "bptt": "full, linear time"},
+        "symbols": {k: k for k in ("z_t", "h_t", "c_t", "i_t", "f_t", "g_t", "o_t")}
+        | {"z^i_t": "zi_t", "z^f_t": "zf_t", "z^g_t": "zg_t", "z^o_t": "zo_t",
+           "\\hat y_t": "yhat"},
         "complex_step": True,
         "output": (),
         "strict_dtype": True,

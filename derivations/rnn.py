@@ -228,6 +228,12 @@ def min_abs_z(c: Cache) -> float:
     return c.min_abs_z
 
 
+# The page's equations full BPTT follows; truncation replaces (R9) by (R22).
+FULL_EQUATIONS = {loss: ("R1", "R2", "R3", "R4" if loss == "ce" else "R4'")
+                  + tuple(f"R{i}" for i in range(5, 22)) for loss in ("ce", "l2")}
+# The table (R16)-(R21) is full BPTT's; the truncated gradient keeps (R10)-(R15).
+TRUNCATED_EQUATIONS = {loss: FULL_EQUATIONS[loss][:8] + ("R10", "R11", "R12", "R13", "R14",
+                                                         "R15", "R22") for loss in ("ce", "l2")}
 SHAPES = {"a": ("T", "B", "C"), "h": ("T", "B", "M"), "z": ("T", "B", "M")}
 TAGS = {"a": "R6", "V": "R7", "c": "R8", "h": "R9", "z": "R10", "U": "R11", "W": "R12",
         "b": "R13", "x": "R14", "h0": "R15"}
@@ -266,6 +272,9 @@ def make(name: str, f: str, loss: str, **changes) -> Derivation:
         "source": "bp-derivation.txt section 4",
         "complex_step": f != "relu",
         "flops": bptt_flops,
+        "symbols": {"W_y": "V", "b_y": "c", "z_t": "z_t", "h_t": "h_t", "\\hat y_t": "yhat",
+                    "\\delta_{t,k}": r"\frac{\partial L_t}{\partial z_k}"},
+        "equations": FULL_EQUATIONS[loss],
     }
     return Derivation(**{**fields, **changes})
 
@@ -294,6 +303,7 @@ def truncated(f: str, loss: str, window: int) -> Derivation:
                 backward=partial(backward, window=window),
                 reference=partial(ref.total_loss, f=f, loss=loss, window=window),
                 tags={**TAGS, "h": "R22"},
+                equations=TRUNCATED_EQUATIONS[loss],
                 skip={k: TRUNCATION_SKIP for k in ("fd", "complex-step", "taylor")},
                 variant={"f": f, "loss": loss, "bptt": f"truncated, chunks of {window} steps"})
 

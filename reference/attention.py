@@ -21,7 +21,11 @@ def attention(Q, K, V, *, causal: bool):
         future = torch.ones(T, S, dtype=torch.bool).triu(diagonal=1)
         logits = scores.masked_fill(future, float("-inf"))
     P = torch.softmax(logits, dim=-1)
-    return torch.einsum("bts,bse->bte", P, V), {"P": P, "scores": scores}
+    # logits and mask are the page's tilde A and mathcal M (derivations/attention.md)
+    inter = {"P": P, "scores": scores, "logits": logits}
+    if causal:
+        inter["mask"] = torch.zeros(T, S, dtype=scores.dtype).masked_fill(future, float("-inf"))
+    return torch.einsum("bts,bse->bte", P, V), inter
 
 
 def self_attention(x, Wq, Wk, Wv, *, causal: bool):

@@ -18,6 +18,9 @@ def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, *, eps:
     dims = [0, *range(2, x.dim())]
     var, mu = torch.var_mean(x, dim=dims, correction=0)
     shape = [1, -1] + [1] * (x.dim() - 2)
-    xhat = (x - mu.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+    xc = x - mu.view(shape)
+    inv_std = torch.rsqrt(var + eps)
+    xhat = xc * inv_std.view(shape)
     y = gamma.view(shape) * xhat + beta.view(shape)
-    return y, {"xhat": xhat, "var": var, "mu": mu}
+    # xc and inv_std are the page's xi and r (derivations/batchnorm.md)
+    return y, {"xhat": xhat, "var": var, "mu": mu, "xc": xc, "inv_std": inv_std}

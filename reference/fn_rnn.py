@@ -9,8 +9,11 @@ import torch.nn.functional as F
 
 def states(x, h0, U, W, b):
     """H (T, B, M): h_t = tanh(W x_t + U h_{t-1} + b) for x (T, B, D), h0 (B, M)."""
-    h, hs = h0, []
+    h, hs, zs = h0, [], []
     for x_t in x.unbind(0):
-        h = torch.tanh(F.linear(x_t, W, b) + F.linear(h, U))
+        z = F.linear(x_t, W, b) + F.linear(h, U)
+        h = torch.tanh(z)
         hs.append(h)
-    return torch.stack(hs)
+        zs.append(z)
+    # the steps, for the page's equations (derivations/fn_rnn.md): their gradients are total
+    return torch.stack(hs), {"z_t": zs, "h_t": hs}

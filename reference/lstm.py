@@ -26,6 +26,8 @@ def total_loss(x, y, h0, c0, Wx, Wh, b, Wy, by, *, loss: str):
     from_input = torch.baddbmm(b, x, Wx.expand(T, *Wx.shape)).unbind(0)
     h, c = h0, c0
     hs = []
+    steps = {k: [] for k in ("z_t", "zi_t", "zf_t", "zg_t", "zo_t", "i_t", "f_t", "g_t", "o_t",
+                             "c_t")}
     for t in range(T):
         z = torch.addmm(from_input[t], h, Wh) + per_step["z"][t]
         z_i, z_f, z_g, z_o = z.chunk(4, dim=1)
@@ -35,9 +37,18 @@ def total_loss(x, y, h0, c0, Wx, Wh, b, Wy, by, *, loss: str):
         c = torch.addcmul(f * c, i, g) + per_step["c"][t]
         h = o * torch.tanh(c) + per_step["h"][t]
         hs.append(h)
+        for k, v in zip(steps, (z, z_i, z_f, z_g, z_o, i, f, g, o, c)):
+            steps[k].append(v)
     a = torch.stack(hs) @ Wy + by
     if loss == "ce":
         total = F.cross_entropy(a.flatten(0, 1), y.flatten().long(), reduction="sum")
     else:
         total = 0.5 * F.mse_loss(a, y, reduction="sum")
-    return total, {"a": a, **probes}
+    # The steps themselves, for the page's equations (derivations/lstm.md): each is the tensor
+    # every later use reads, so its gradient is the total one. L_t: the per-step losses.
+    per_loss = (F.cross_entropy(a.flatten(0, 1), y.flatten().long(), reduction="none")
+                .view(T, B).sum(1) if loss == "ce" else 0.5 * ((a - y) ** 2).sum(dim=(1, 2)))
+    extra = {**steps, "h_t": hs, "L_t": per_loss}
+    if loss == "ce":
+        extra["yhat"] = torch.softmax(a, dim=2)
+    return total, {"a": a, **probes, **extra}

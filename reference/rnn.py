@@ -34,25 +34,31 @@ def step_losses(x, y, h0, U, W, b, V, c, *, f: str, loss: str, window: int | Non
     inputs = F.linear(x, W, b).unbind(0)
     probes_z, probes_h = probe_z.unbind(0), probe_h.unbind(0)
     h = h0
-    hs = []
+    hs, zs = [], []
     for t in range(T):
         if window is not None and t > 0 and t % window == 0:
             h = h.detach()
         z = F.linear(h, U) + inputs[t] + probes_z[t]
         h = ACTIVATIONS[f](z) + probes_h[t]
         hs.append(h)
+        zs.append(z)
     a = F.linear(torch.stack(hs), V, c)
     if loss == "ce":
         per_step = -torch.log_softmax(a, dim=2).gather(2, y.long().unsqueeze(2)).sum(dim=(1, 2))
     else:
         per_step = 0.5 * ((a - y) ** 2).sum(dim=(1, 2))
-    return per_step, {"a": a, "h": probe_h, "z": probe_z}
+    # The steps themselves, for the page's equations (derivations/rnn.md): each step's tensor
+    # is the one every later use reads, so its gradient is the total one.
+    inter = {"a": a, "h": probe_h, "z": probe_z, "h_t": hs, "z_t": zs}
+    if loss == "ce":
+        inter["yhat"] = torch.softmax(a, dim=2)
+    return per_step, inter
 
 
 def total_loss(x, y, h0, U, W, b, V, c, *, f: str, loss: str, window: int | None = None):
-    """L = sum over t of L_t, and the named intermediates."""
+    """L = sum over t of L_t, and the named intermediates (``L_t``: the per-step losses)."""
     per_step, inter = step_losses(x, y, h0, U, W, b, V, c, f=f, loss=loss, window=window)
-    return per_step.sum(), inter
+    return per_step.sum(), {**inter, "L_t": per_step}
 
 
 def total_loss_w_transposed(x, y, h0, U, W, b, V, c, *, f: str, loss: str):

@@ -40,7 +40,8 @@ def autograd_of(f: str, loss: str, inputs, dout: float, window: int | None = Non
     tensors = {k: torch.from_numpy(v.copy()) for k, v in inputs.items()}
     leaves = {k: t.requires_grad_() for k, t in tensors.items() if k != "y"}
     total, inter = ref.total_loss(**tensors, f=f, loss=loss, window=window)
-    wrt = {**leaves, **inter}
+    # the record's intermediates (the reference also returns the steps and L_t for the page)
+    wrt = {**leaves, **{k: inter[k] for k in ("a", "h", "z")}}
     grads = torch.autograd.grad(dout * total, list(wrt.values()))
     return {k: g.numpy() for k, g in zip(wrt, grads)}
 

@@ -23,22 +23,55 @@ from handgrad.pages.parser import Group, Name, Num, Op, Scripted, parse, spell
 from handgrad.pages.values import NotCheckableError
 
 # Conventional code names of Greek letters (a reference's keyword arguments use them).
-GREEK = {"\\lambda": ("lam", "lambda_", "weight_decay"), "\\varepsilon": ("eps", "epsilon"),
+GREEK = {"\\tau": ("window",), "\\lambda": ("lam", "lambda_", "weight_decay"),
+         "\\varepsilon": ("eps", "epsilon"),
          "\\epsilon": ("eps", "epsilon"), "\\rho": ("rho",), "\\eta": ("lr", "eta"),
          "\\gamma": ("gamma",), "\\beta": ("beta",), "\\mu": ("mu",), "\\nu": ("nu", "var"),
          "\\xi": ("xi",), "\\Pi": ("Pi", "prototypes"), "\\sigma": ("sigma",)}
 ACCENT_NAMES = {"\\hat": "hat", "\\tilde": "tilde", "\\bar": "bar", "\\dot": "dot"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Values:
     """One case's arrays: ``value[name]`` and ``grad[name]`` (dL/dname, ``L`` the loss or
-    ``sum(dout * out)``), ``out`` the output, ``kwargs`` the reference's keyword options."""
+    ``sum(dout * out)``), ``out`` the output, ``kwargs`` the reference's keyword options.
+    ``step_grad(name)`` gives dL_t/dname for every step t (shape (T, *shape)) where the
+    reference returns its per-step losses as ``L_t``; computed on first use."""
 
     value: Mapping[str, np.ndarray]
     grad: Mapping[str, np.ndarray]
     out: np.ndarray
     kwargs: Mapping[str, object]
+    steps: object = None  # (per-step losses tensor, {name: [tensors]}) for step_grad
+    _step_grads: dict | None = None
+
+    def step_grad(self, name: str) -> np.ndarray | None:
+        if self.steps is None:
+            return None
+        if self._step_grads is None:
+            self._step_grads = _per_step_gradients(*self.steps)
+        return self._step_grads.get(name)
+
+
+def _per_step_gradients(per_step: torch.Tensor, wrt: Mapping[str, list]) -> dict:
+    """{name: dL_t/dname for every t}: one backward pass per step (batched where autograd
+    can)."""
+    names = list(wrt)
+    flat = [s for k in names for s in wrt[k]]
+    T = per_step.shape[0]
+    rows = []
+    for t in range(T):
+        grads = torch.autograd.grad(per_step[t], flat, retain_graph=True, allow_unused=True)
+        rows.append([np.zeros(tuple(s.shape)) if g is None else g.detach().numpy().copy()
+                     for s, g in zip(flat, grads)])
+    out, at = {}, 0
+    for k in names:
+        n = len(wrt[k])
+        per_t = [np.stack(r[at:at + n]) if n > 1 or isinstance(wrt[k], tuple) else r[at]
+                 for r in rows]
+        out[k] = np.stack(per_t)
+        at += n
+    return out
 
 
 def reference_values(record, inputs: Mapping[str, np.ndarray], dout: np.ndarray) -> Values:
@@ -46,7 +79,7 @@ def reference_values(record, inputs: Mapping[str, np.ndarray], dout: np.ndarray)
     tensors = to_tensors(record, inputs, "float64")
     result = record.reference(**tensors)
     out, inter = result if isinstance(result, tuple) else (result, {})
-    names, wrt, value = [], [], {}
+    names, wrt, value, stacked = [], [], {}, set()
     for k, t in tensors.items():
         value[k] = t.detach().numpy().copy()
         if t.requires_grad:
@@ -54,10 +87,13 @@ def reference_values(record, inputs: Mapping[str, np.ndarray], dout: np.ndarray)
             wrt.append([t])
     for k, t in inter.items():
         steps = list(t) if isinstance(t, (list, tuple)) else [t]
-        if not all(isinstance(s, torch.Tensor) for s in steps):
+        if not steps or not all(isinstance(s, torch.Tensor) for s in steps):
             continue
-        value[k] = torch.stack([s.detach() for s in steps]).numpy().copy() \
-            if isinstance(t, (list, tuple)) else t.detach().numpy().copy()
+        if isinstance(t, (list, tuple)):
+            stacked.add(k)
+            value[k] = torch.stack([s.detach() for s in steps]).numpy().copy()
+        else:
+            value[k] = t.detach().numpy().copy()
         if all(s.requires_grad for s in steps):
             names.append(k)
             wrt.append(steps)
@@ -65,18 +101,24 @@ def reference_values(record, inputs: Mapping[str, np.ndarray], dout: np.ndarray)
     upstream = torch.ones((), dtype=out.dtype) if scalar else \
         torch.as_tensor(np.array(dout), dtype=out.dtype)
     flat = [s for group in wrt for s in group]
-    grads = torch.autograd.grad((out * upstream).sum(), flat, allow_unused=True) if flat else ()
+    per_step = inter.get("L_t")
+    keep = isinstance(per_step, torch.Tensor) and per_step.requires_grad
+    grads = torch.autograd.grad((out * upstream).sum(), flat, allow_unused=True,
+                                retain_graph=keep) if flat else ()
     grad, at = {}, 0
     for k, group in zip(names, wrt):
         parts = [np.zeros(tuple(s.shape)) if g is None else g.detach().numpy().copy()
                  for s, g in zip(group, grads[at:at + len(group)])]
         at += len(group)
-        grad[k] = np.stack(parts) if len(group) > 1 or k not in tensors and \
-            isinstance(inter.get(k), (list, tuple)) else parts[0]
-    if not scalar:
-        value["(output)"] = out.detach().numpy().copy()
-    kwargs = options(record.reference)
-    return Values(value, grad, out.detach().numpy().copy(), kwargs)
+        grad[k] = np.stack(parts) if k in stacked else parts[0]
+    # the output (a layer's O): its gradient is the upstream one (1 for a scalar loss)
+    value["(output)"] = out.detach().numpy().copy()
+    grad["(output)"] = np.array(1.0 if scalar else dout, dtype=np.float64)
+    steps = None
+    if keep:
+        steps = (per_step, {k: (tuple(g) if k in stacked else g) for k, g in zip(names, wrt)
+                            if k != "L_t"})
+    return Values(value, grad, out.detach().numpy().copy(), options(record.reference), steps)
 
 
 def options(fn) -> dict:
@@ -106,6 +148,7 @@ class Sym:
     value: np.ndarray | None
     grad: np.ndarray | None
     time: bool = False
+    name: str = ""  # the code's name (for per-step gradients)
     time_base: int = 1
     steps: int | None = None
     sample_axis: int | None = None
@@ -151,16 +194,59 @@ class World:
         overrides = {canonical(k): v for k, v in (getattr(record, "symbols", None) or {}).items()}
         self.syms: dict[str, Sym] = {}
         self.time_keys: set[str] = set()
+        # symbols the record defines by an expression: {"\\delta_{t,k}": r"\\frac{...}"}
+        self.definitions: dict[str, tuple] = {}
         steps = dims.get("T")
         self.per_sample = _per_sample(page)
+        self.page_batch = [d for d in BATCH_DIMS if d in page.dims]
         for latex, shape in page.shapes.items():
             key = canonical(latex)
             time = key.endswith("_{t}")
             base = key[:-4] if time else key
-            self._bind(base if time else key, shape, overrides, time, steps)
-        for key, name in overrides.items():
+            options = page.alternatives.get(latex, (shape,))
+            self._bind(base if time else key, options, overrides, time, steps)
+        for key, name in list(overrides.items()):
+            if "\\" in name or "{" in name or (self._array(name) is None and name in dims):
+                self._define(key, name)
+                continue
+            if key.endswith("_{t}") and key[:-4] in self.time_keys:
+                continue
+            if "_{t}" in key and key.replace("_{t}", "") not in self.syms:
+                self._bind(key.replace("_{t}", ""), None, {key.replace("_{t}", ""): name},
+                           True, steps)
+                continue
             if key not in self.syms and self._array(name) is not None:
                 self._bind(key, None, overrides, False, steps)
+        self._bind_onehot()
+
+    def _bind_onehot(self) -> None:
+        """``E``, the one-hot matrix of integer labels ``y`` (``E_t`` per step)."""
+        y = self.values.value.get("y")
+        if "E" in self.syms or y is None or not np.issubdtype(np.asarray(y).dtype, np.integer):
+            return
+        try:
+            classes = self.classes()
+        except NotCheckableError:
+            return
+        onehot = (np.asarray(y)[..., None] == np.arange(classes)).astype(np.float64)
+        ysym = self.syms.get("y")
+        time = ysym is not None and ysym.time
+        self.syms["E"] = Sym("E", onehot, None, time=time, steps=np.shape(y)[0] if time else None,
+                             sample_axis=ysym.sample_axis if ysym else None, name="E")
+        if time:
+            self.time_keys.add("E")
+
+    def _define(self, key: str, expression: str) -> None:
+        """``\\delta_{t,k}`` := an expression in the letters of its subscripts."""
+        head = parse(key)
+        body = parse(expression)
+        if isinstance(body, (Name, Num)):  # d_k := d, a constant: the whole key is the name
+            self.definitions[key] = ((), body)
+            return
+        letters = tuple(spell(i) for i in _split_letters(head.sub or ())) \
+            if isinstance(head, Scripted) else ()
+        base = spell(head.base) if isinstance(head, Scripted) else spell(head)
+        self.definitions[base] = (letters, body)
 
     def _array(self, name: str):
         v = self.values
@@ -168,19 +254,32 @@ class World:
             return name
         return None
 
-    def _bind(self, key: str, shape: str | None, overrides, time: bool, steps) -> None:
+    def _bind(self, key: str, options, overrides, time: bool, steps) -> None:
         name = overrides.get(key) or overrides.get(f"{key}_{{t}}")
-        candidates = [name] if name else code_names(key)
+        candidates = [name] if name else code_names(key) + (["(output)"] if key == "O" else [])
+        if time and not name:
+            # a reference's list of steps is spelled with the time subscript: h_t, z_t
+            candidates = [f"{c}_t" for c in candidates] + candidates
         found = next((c for c in candidates if self._array(c)), None)
         if found is None:
             return
         value = self.values.value.get(found)
         grad = self.values.grad.get(found)
         array = value if value is not None else grad
-        page_rank = _rank(shape) + (1 if time else 0) if shape is not None else None
         sample_axis = None
-        if self.per_sample and page_rank is not None and page_rank >= 0 and array is not None \
-                and np.ndim(array) == page_rank + 1:
+        ranks = [_rank(o) + (1 if time else 0) for o in (options or ()) if o is not None
+                 and _rank(o) >= 0]
+        symbolic = self.record.inputs.get(found) or self.record.intermediate_shapes.get(found)
+        stacked = [o for o in (options or ()) if o and len(_dim_list(o)) >= 3
+                   and _dim_list(o)[0] in BATCH_DIMS]
+        if stacked and not time and array is not None and np.ndim(array) >= 3:
+            # a stack of matrices, (B, T, S): the products act on each, the batch is hidden
+            sample_axis = 0
+        elif self.per_sample and symbolic:
+            batch = [i for i, d in enumerate(symbolic) if d in self.page_batch]
+            sample_axis = batch[0] if batch else None
+        elif self.per_sample and array is not None and ranks \
+                and np.ndim(array) not in ranks and np.ndim(array) - 1 in ranks:
             sample_axis = 1 if time else 0
         time_base = 1
         n_steps = steps if time else None
@@ -194,16 +293,22 @@ class World:
             if n_steps is None and array is not None:
                 n_steps = np.shape(array)[0]
             self.time_keys.add(key)
-        self.syms[key] = Sym(key, value, grad, time, time_base, n_steps, sample_axis)
+        self.syms[key] = Sym(key, value, grad, time=time, time_base=time_base, steps=n_steps,
+                             sample_axis=sample_axis, name=found)
 
     def _initial(self, key: str, overrides):
         """The step-0 arrays (``h_0`` beside ``h_t``) as (value, grad), or None."""
         zero = canonical(f"{key}_0")
         name = overrides.get(zero)
-        for c in ([name] if name else code_names(zero)):
+        for c in ([name] if name else code_names(zero)[:-1]):
             if c and self._array(c):
                 return self.values.value.get(c), self.values.grad.get(c)
         return None
+
+    def _step_losses(self) -> Sym:
+        """The per-step losses ``L_t`` the reference returns (summed over the batch)."""
+        value = self.values.value["L_t"]
+        return Sym("L_{t}", value, None, time=True, steps=np.shape(value)[0], name="L_t")
 
     def lookup(self, key: str) -> Sym | None:
         return self.syms.get(key)
@@ -214,6 +319,8 @@ class World:
         if sup is not None:
             head += "^{" + spell(sup) + "}"
         items = list(sub)
+        if head == "L" and items and "L_t" in self.values.value:
+            return self._step_losses(), tuple(items)
         for j in range(len(items), -1, -1):
             key = head if j == 0 else head + "_{" + ",".join(spell(s) for s in items[:j]) + "}"
             if sup is not None and j:
@@ -289,22 +396,35 @@ def _per_sample(page) -> bool:
 
 
 def _dims_of(shape: str) -> set[str]:
+    return set(_dim_list(shape))
+
+
+def _dim_list(shape: str) -> list[str]:
     try:
         tree = parse(shape)
     except ValueError:
-        return set()
+        return []
     items = tree.items if isinstance(tree, Group) else \
         tree.left.items if isinstance(tree, Op) and isinstance(tree.left, Group) else ()
-    return {spell(i) for i in items}
+    return [spell(i) for i in items]
 
 
 def _rank(shape: str | None) -> int:
+    """The number of axes a Shapes cell gives: ``(M, D)`` 2, ``\\mathbb R^C`` 1, a set of labels
+    ``\\{0, \\dots, C-1\\}`` 0; -1 where it says none."""
     if not shape:
         return -1
+    if shape.lstrip().startswith("\\{"):
+        return 0
     try:
         tree = parse(shape)
     except ValueError:
         return -1
+    if isinstance(tree, Scripted) and spell(tree.base) == "\\mathbb R":
+        sup = tree.sup
+        if isinstance(sup, Op) and sup.op == "\\times":
+            return 2
+        return 1
     if isinstance(tree, Group):
         return len(tree.items)
     if isinstance(tree, Op) and tree.op == "juxt" and isinstance(tree.left, Group):

@@ -57,6 +57,9 @@ class Evaluator:
         self.world = world
         self.letters: dict[str, tuple[int, int]] = {}
         self.bound: set[str] = set()  # letters bound by a sum being evaluated
+        # the largest finite magnitude of any value the evaluation met: the page combines its
+        # terms in another order than the reference, so it rounds at that level
+        self.largest = 0.0
 
     def equation(self, tree) -> tuple[Val, Val, object]:
         """(left value, right value, the left node) of ``lhs = rhs``; a chain ``a = b = c``
@@ -72,6 +75,13 @@ class Evaluator:
             return self._value(node)  # the sizes are now known (see _letter)
 
     def _value(self, node) -> Val:
+        v = self._evaluate(node)
+        finite = np.abs(v.data[np.isfinite(v.data)])
+        if finite.size:
+            self.largest = max(self.largest, float(finite.max()))
+        return v
+
+    def _evaluate(self, node) -> Val:
         if isinstance(node, Num):
             return V.scalar(node.value)
         if isinstance(node, Name):
@@ -128,11 +138,13 @@ class Evaluator:
     def gradient(self, of, wrt) -> Val:
         """Autograd's gradient of ``of`` (L, or a per-step L_t) with respect to ``wrt``."""
         loss = spell(of)
-        if loss != "L":
-            if isinstance(of, Scripted) and spell(of.base) == "L":
-                raise NotCheckableError(f"the gradient of a per-step loss {loss}")
-            raise NotCheckableError(f"the derivative of {loss} (only gradients of L)")
-        return self.symbol(wrt, gradient=True)
+        if loss == "L":
+            return self.symbol(wrt, gradient=True)
+        if isinstance(of, Scripted) and spell(of.base) == "L" and of.sup is None \
+                and of.sub is not None and len(of.sub) == 1:
+            return self.symbol(wrt, gradient=True, step=of.sub[0])
+        raise NotCheckableError(f"the derivative of {loss} (only gradients of L and of "
+                                "per-step losses L_t)")
 
     def scripted(self, node: Scripted) -> Val:
         base, sub, sup = node.base, node.sub, node.sup
@@ -146,6 +158,10 @@ class Evaluator:
             sup, transpose = None, True
         elif isinstance(sup, Op) and sup.op == "juxt" and _is_top(sup.right):
             sup, transpose = sup.left, True
+        if isinstance(base, Name) and sup is not None and not _is_layer(sup) \
+                and self.world.resolve(base, sub or (), sup) is not None:
+            v = self.symbol(Scripted(base, sub, sup))  # z^i_t: a symbol with a superscript
+            return V.transpose(v) if transpose else v
         if not isinstance(base, Name) or (sup is not None and not _is_layer(sup)):
             if sub is not None and not isinstance(base, Name) and not (
                     isinstance(base, Wrap) and base.kind == "norm"):
@@ -177,8 +193,9 @@ class Evaluator:
     def name(self, node: Name, sub, sup) -> Val:
         return self.symbol(node)
 
-    def symbol(self, node, gradient: bool = False) -> Val:
-        """The value (or gradient) of a symbol, indexed by its subscripts."""
+    def symbol(self, node, gradient: bool = False, step=None) -> Val:
+        """The value (or gradient) of a symbol, indexed by its subscripts; with ``step`` (the
+        subscript of a per-step loss L_t) the gradient of that step's loss."""
         if isinstance(node, Name) and node.text.startswith("\\bar") and not gradient:
             return self.symbol(_unbar(node), gradient=True)
         if isinstance(node, Scripted) and isinstance(node.base, Name) \
@@ -193,6 +210,17 @@ class Evaluator:
                 return special
         base, sub, sup = (node, (), None) if isinstance(node, Name) else \
             (node.base, node.sub or (), node.sup)
+        whole = self.world.definitions.get(spell(node))
+        if whole is not None and not whole[0] and not gradient:
+            return self._value(whole[1])
+        defined = self.world.definitions.get(spell(base)) if sup is None else None
+        if defined is not None and not gradient:
+            letters, expression = defined
+            items = _split(sub)
+            if len(items) != len(letters):
+                raise NotCheckableError(f"{spell(node)} with {len(items)} subscripts where "
+                                        f"its definition has {len(letters)}")
+            return self._value(substitute(expression, dict(zip(letters, items))))
         found = self.world.resolve(base, sub, sup)
         if found is None:
             if isinstance(base, Name) and base.text == "\\mathbf e" and len(sub) == 1:
@@ -205,15 +233,23 @@ class Evaluator:
             if not sub and sup is None and self.world.constant(letter) is not None:
                 return V.scalar(self.world.constant(letter))
             raise NotCheckableError(f"the symbol {spell(node)}, bound to no value (add it to the "
-                               "Shapes table or to the record's symbols)")
+                                    "Shapes table or to the record's symbols)")
         sym, indices = found
         data = sym.grad if gradient else sym.value
+        if step is not None:
+            data = self.world.values.step_grad(sym.name)
+            if data is None or (sym.time and sym.time_base != 1):
+                raise NotCheckableError(f"the gradient of a per-step loss with respect to "
+                                        f"{spell(node)}: the reference returns no per-step "
+                                        "losses L_t")
         if data is None:
             raise NotCheckableError(f"the gradient with respect to {spell(node)}, which the "
-                               "reference does not expose")
+                                    "reference does not expose")
         v = Val(np.asarray(data, np.float64))
         if sym.sample_axis is not None:
-            v = V.name_axis(v, sym.sample_axis, V.SAMPLE)
+            v = V.name_axis(v, sym.sample_axis + (step is not None), V.SAMPLE)
+        if step is not None:
+            v = self.index(v, 0, step, 1, time=True, steps=v.pos[0])
         if sym.time:
             if not indices:
                 raise NotCheckableError(f"{spell(node)} without its time subscript")
@@ -231,6 +267,8 @@ class Evaluator:
               steps: int | None = None) -> Val:
         """Positional ``axis`` of v indexed by one subscript item: a plain letter names the
         axis (einsum semantics), anything else (``t+1``, ``y_n``, ``1``) selects along it."""
+        if not time and _names_time(item):
+            time, base, steps = True, 1, None  # the letter t indexes time steps, from 1
         if axis >= len(v.pos):
             raise ShapeError(f"more subscripts than axes: {v.describe()} indexed by "
                              f"{spell(item)}")
@@ -239,7 +277,8 @@ class Evaluator:
         if isinstance(item, Name) and _is_letter(item.text):
             letter = item.text
             self._letter(letter, size, first)
-            if letter not in self.bound and (time is False or base == first) \
+            if letter not in self.bound and letter not in v.named \
+                    and (time is False or base == first) \
                     and self.letters[letter] == (v.pos[axis], first) and base == first:
                 return V.name_axis(v, axis, letter)
             return V.select(v, axis, self.letter_value(letter), base)
@@ -268,8 +307,6 @@ class Evaluator:
         text = node.text
         if text == "\\mathbf 1":
             return V.ones()
-        if text == "E" and self.world.lookup("E") is None:
-            return Val(self.world.onehot_matrix())
         if text == "\\infty":
             return V.scalar(np.inf)
         return None
@@ -441,6 +478,28 @@ def _letters(node) -> list[str]:
         left, right = _letters(node.left), _letters(node.right)
         return left + right if left and right else []
     return []
+
+
+TIME_LETTERS = ("t",)
+
+
+def _names_time(item) -> bool:
+    """``t``, ``t+1``, ``t-1``: a time subscript, whatever the symbol's Shapes row says."""
+    if isinstance(item, Name):
+        return item.text in TIME_LETTERS
+    return isinstance(item, Op) and item.op in ("+", "-") and _names_time(item.left)
+
+
+def substitute(node, mapping: dict):
+    """``node`` with each index letter of ``mapping`` replaced by its node (all at once)."""
+    if isinstance(node, Name):
+        return mapping.get(node.text, node)
+    if isinstance(node, tuple):
+        return tuple(substitute(n, mapping) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return type(node)(**{f: substitute(getattr(node, f), mapping)
+                             for f in node.__dataclass_fields__})
+    return node
 
 
 def _split(items) -> list:

@@ -17,7 +17,7 @@ from handgrad.pages import values as V
 from handgrad.pages.bind import OtherVariantError, Sym, Values, World, reference_values
 from handgrad.pages.evaluate import Evaluator
 from handgrad.pages.loader import Equation, Page, load_page
-from handgrad.pages.parser import ParseError, Relation, parse, spell
+from handgrad.pages.parser import ParseError, Relation, Wrap, parse, spell
 from handgrad.pages.values import NotCheckableError, ShapeError, Val
 from handgrad.tolerances import tolerance
 
@@ -109,8 +109,12 @@ def check_page(record, case, page: Page | None = None, *, inputs: Mapping | None
 
 
 def _bind_loss(world: World, values: Values) -> None:
+    """``L`` is a scalar output; a layer's output ``O`` (notation.md) has the upstream
+    gradient as its gradient."""
     if "L" not in world.syms and np.ndim(values.out) == 0:
         world.syms["L"] = Sym("L", np.asarray(values.out), None)
+    if "O" not in world.syms and "(output)" in values.value:
+        world.syms["O"] = Sym("O", values.value["(output)"], values.grad.get("(output)"))
 
 
 def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> EquationResult:
@@ -120,6 +124,8 @@ def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> Equatio
     except ParseError as exc:
         return EquationResult(eq.tag, "not-checkable", message=f"not parsed: {exc}", **where)
     parts = tree if isinstance(tree, tuple) else (tree,)
+    conditions = tuple(p for p in parts if _is_condition(p))
+    parts = tuple(p for p in parts if not _is_condition(p))
     lhs_node, verdicts, skipped = None, [], 0
     for part in parts:
         if isinstance(part, Relation):
@@ -134,7 +140,7 @@ def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> Equatio
             return EquationResult(eq.tag, "not-checkable",
                                   message="an expression without a left side", **where)
         for right in rights:
-            verdict = _one(eq, world, lhs_node, right, tol, dims)
+            verdict = _one(eq, world, lhs_node, right, tol, dims, conditions)
             if verdict is None:
                 skipped += 1
                 continue
@@ -149,10 +155,21 @@ def judge(eq: Equation, world: World, tol: Mapping[str, float], dims) -> Equatio
     return verdicts[0]
 
 
-def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims) -> EquationResult | None:
+CONDITIONS = ("<", ">", "\\le", "\\ge", "\\leq", "\\geq", "\\ne", "\\neq")
+
+
+def _is_condition(part) -> bool:
+    """``k < t`` beside an equation: where it holds (a recursion's range)."""
+    return isinstance(part, Relation) and len(part.rels) == 1 and part.rels[0] in CONDITIONS
+
+
+def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims,
+         conditions=()) -> EquationResult | None:
     where = {"line": eq.line, "cell": eq.cell, "lhs": spell(lhs_node)}
     ev = Evaluator(world)
     try:
+        for label in _variant_labels(rhs_node):
+            world.require_variant(label)
         lhs = ev.value(lhs_node)
     except OtherVariantError:
         return None
@@ -164,13 +181,21 @@ def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims) -> EquationR
     try:
         rhs = ev.value(rhs_node)
         page, ref = align(rhs, lhs)
+        for condition in conditions:
+            mask, _ = align(ev.iverson(condition), lhs, broadcast=True)
+            page, ref = page * mask, ref * mask
     except OtherVariantError:
         return None
     except NotCheckableError as exc:
         return EquationResult(eq.tag, "not-checkable", message=str(exc), **where)
     except ShapeError as exc:
         return EquationResult(eq.tag, "fail", kind="shape", message=str(exc), **where)
-    c = compare(page, ref, tol["rtol"], tol["atol"])
+    same = np.isinf(page) & (page == ref)  # -inf at a masked score on both sides
+    page, ref = np.where(same, 0.0, page), np.where(same, 0.0, ref)
+    # atol scales with the largest quantity the equation combines, not only with its result:
+    # a loss of exactly 0 (one class) evaluated as log-sum-exp minus a logit rounds to 1e-17.
+    scale = max(float(np.abs(ref).max(initial=0.0)), ev.largest)
+    c = compare(page, ref, tol["rtol"], tol["atol"], scale=scale)
     if c.passed:
         return EquationResult(eq.tag, "pass", max_abs=c.max_abs, max_rel=c.max_rel,
                               rtol=c.rtol, atol=c.atol, **where)
@@ -181,7 +206,18 @@ def _one(eq: Equation, world: World, lhs_node, rhs_node, tol, dims) -> EquationR
                           atol=c.atol, **where)
 
 
-def align(rhs: Val, lhs: Val) -> tuple[np.ndarray, np.ndarray]:
+def _variant_labels(node) -> list[str]:
+    """The ``\\text{(CE)}`` labels inside a node: the variant a right side is written for."""
+    if isinstance(node, Wrap) and node.kind == "text":
+        return [node.body]
+    if isinstance(node, tuple):
+        return [x for n in node for x in _variant_labels(n)]
+    if hasattr(node, "__dataclass_fields__"):
+        return [x for f in node.__dataclass_fields__ for x in _variant_labels(getattr(node, f))]
+    return []
+
+
+def align(rhs: Val, lhs: Val, broadcast: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(right side, left side) as arrays of the left side's layout. The hidden sample axis
     of a one-sample page sums where the left side has none (a parameter's gradient is the
     sum of the samples'); the right side broadcasts over a free index it does not carry."""
@@ -197,8 +233,8 @@ def align(rhs: Val, lhs: Val) -> tuple[np.ndarray, np.ndarray]:
     expanded = V._expand(rhs, lhs.named, len(rhs.pos))
     pos_r, pos_l = rhs.pos, lhs.pos
     if pos_r != pos_l:
-        if len(pos_r) == 0 and len(pos_l) == 0:
-            pass
+        if len(pos_r) == 0 and (len(pos_l) == 0 or broadcast):
+            expanded = expanded.reshape(expanded.shape + (1,) * len(pos_l))
         elif sorted(d for d in pos_r if d != 1) == sorted(d for d in pos_l if d != 1) \
                 and int(np.prod(pos_r)) == int(np.prod(pos_l)) and \
                 (len(pos_r) <= 1 or len(pos_l) <= 1) and max(len(pos_r), len(pos_l)) <= 2:

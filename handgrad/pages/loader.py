@@ -36,6 +36,8 @@ class Page:
     equations: tuple[Equation, ...]
     shapes: dict[str, str] = field(default_factory=dict)  # symbol LaTeX -> shape LaTeX
     dims: tuple[str, ...] = ()  # the Shapes rows with no shape: dimensions
+    # a symbol's other shapes, where its row gives several (labels or targets)
+    alternatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def equation(self, tag: str) -> Equation:
         for e in self.equations:
@@ -57,8 +59,8 @@ def load_page(path: str | Path) -> Page:
         raise PageError(f"the page {path} cannot be read: {exc}") from None
     if path.suffix == ".ipynb":
         return _notebook(path, text)
-    equations, shapes, dims = _markdown(text)
-    return Page(str(path), tuple(equations), shapes, tuple(dims))
+    equations, shapes, dims, alternatives = _markdown(text)
+    return Page(str(path), tuple(equations), shapes, tuple(dims), alternatives)
 
 
 def _notebook(path: Path, text: str) -> Page:
@@ -67,27 +69,30 @@ def _notebook(path: Path, text: str) -> Page:
         cells = nb["cells"]
     except (ValueError, KeyError, TypeError) as exc:
         raise PageError(f"the notebook {path} is not a Jupyter notebook ({exc})") from None
-    equations, shapes, dims = [], {}, []
+    equations, shapes, dims, alternatives = [], {}, [], {}
     for i, cell in enumerate(cells):
         if cell.get("cell_type") != "markdown":
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
-        eqs, sh, ds = _markdown(source)
+        eqs, sh, ds, alt = _markdown(source)
         equations += [Equation(e.tag, e.text, e.line, i) for e in eqs]
         for k, v in sh.items():
             shapes.setdefault(k, v)
+        for k, v in alt.items():
+            alternatives.setdefault(k, v)
         dims += [d for d in ds if d not in dims]
-    return Page(str(path), tuple(equations), shapes, tuple(dims))
+    return Page(str(path), tuple(equations), shapes, tuple(dims), alternatives)
 
 
-def _markdown(text: str) -> tuple[list[Equation], dict[str, str], list[str]]:
+def _markdown(text: str) -> tuple[list[Equation], dict[str, str], list[str], dict]:
     md = MarkdownIt("commonmark").enable("table")
     tokens = md.parse(text)
     lines = text.splitlines(keepends=True)
     equations: list[Equation] = []
     shapes: dict[str, str] = {}
     dims: list[str] = []
+    alternatives: dict[str, tuple[str, ...]] = {}
     in_shapes = False
     table_done = False
     i = 0
@@ -97,17 +102,17 @@ def _markdown(text: str) -> tuple[list[Equation], dict[str, str], list[str]]:
             title = tokens[i + 1].content.strip().lower()
             in_shapes = title.startswith("shapes")
         elif tok.type == "table_open" and in_shapes and not table_done:
-            i = _table(tokens, i, shapes, dims)
+            i = _table(tokens, i, shapes, dims, alternatives)
             table_done = True
             continue
         elif tok.type in ("paragraph_open",) and tok.map:
             start, end = tok.map
             equations += _displays("".join(lines[start:end]), start + 1)
         i += 1
-    return equations, shapes, dims
+    return equations, shapes, dims, alternatives
 
 
-def _table(tokens, i: int, shapes: dict[str, str], dims: list[str]) -> int:
+def _table(tokens, i: int, shapes: dict[str, str], dims: list[str], alternatives: dict) -> int:
     row: list[str] = []
     header = True
     while tokens[i].type != "table_close":
@@ -126,6 +131,8 @@ def _table(tokens, i: int, shapes: dict[str, str], dims: list[str]) -> int:
             for k, sym in enumerate(symbols):
                 if shape_cells:
                     shapes[sym] = shape_cells[min(k, len(shape_cells) - 1)]
+            if len(symbols) == 1 and len(shape_cells) > 1:
+                alternatives[symbols[0]] = tuple(shape_cells)
         i += 1
     return i + 1
 

@@ -381,11 +381,13 @@ def structure(sign: str | None, links: list):
                 i += 2
                 continue
             rest = links[i + 1:]
-            if not rest:
-                raise ParseError(f"the function {spell(link)} with no argument")
-            current.append(Apply(link, structure(None, rest)))
-            i = len(links)
-            continue
+            if _bare(link):
+                if not rest:
+                    raise ParseError(f"the function {spell(link)} with no argument")
+                current.append(Apply(link, structure(None, rest)))
+                i = len(links)
+                continue
+            current.append(link)  # f_1 without parentheses: a symbol (the LSTM's forget gate)
         else:
             current.append(link)
         i += 1
@@ -396,6 +398,15 @@ def structure(sign: str | None, links: list):
     for op, term in zip(ops, terms[1:]):
         tree = Op(op, tree, term)
     return Neg(tree) if sign == "-" else tree
+
+
+# Functions written without parentheses, which take the rest of their term: \log \hat y.
+BARE = frozenset({"\\log", "\\ln", "\\exp"})
+
+
+def _bare(head) -> bool:
+    base = head.base if isinstance(head, Scripted) else head
+    return isinstance(base, Name) and base.text in BARE
 
 
 def _juxt(factors: list):

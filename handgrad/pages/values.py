@@ -211,7 +211,7 @@ def select(v: Val, axis: int, index: Val, base: int) -> Val:
     xa = _expand(Val(moved, v.named), order, len(rest) + 1)
     xo = _expand(Val(onehot.data, index.named), order, 1)
     xo = xo.reshape(xo.shape[:len(order)] + (1,) * len(rest) + xo.shape[-1:])
-    data = (xa * xo).sum(axis=-1)
+    data = np.where(xo != 0, xa, 0.0).sum(axis=-1)  # -inf at a masked entry times 0 is 0
     orient = v.orient
     if len(rest) == 1 and len(v.pos) == 2:
         orient = "col"  # a row or column of a matrix is a vector, columns by convention
