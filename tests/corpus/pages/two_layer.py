@@ -62,3 +62,30 @@ def one_hot_columns(rng, shape, dims):
     Y = np.zeros(shape)
     Y[rng.integers(0, shape[0], size=shape[1]), np.arange(shape[1])] = 1.0
     return Y
+
+
+def record(name: str, page: str, backward=backward, **changes):
+    """The student's record: their code (or none), their page, the reference. ``symbols``: the
+    page's letters the code spells otherwise, one line each."""
+    from pathlib import Path
+
+    from handgrad import Derivation
+
+    return Derivation(
+        name=name, forward=forward, backward=backward, reference=reference,
+        inputs="X: n0 m, Y: n2 m, W1: n1 n0, b1: n1 1, W2: n2 n1, b2: n2 1",
+        dims={"m": (1, 5), "n0": (1, 4), "n1": (2, 5), "n2": (2, 4)},
+        nondiff={"Y"}, samplers={"Y": one_hot_columns},
+        intermediates=("Z2", "Z1"), tags={"Z2": "6", "W2": "7", "b2": "8", "Z1": "9",
+                                          "W1": "10", "b1": "11"},
+        page=str(Path(__file__).with_name(page)),
+        symbols=SYMBOLS, **changes)
+
+
+SYMBOLS = {
+    r"\mathcal L": "L", r"\hat Y": "A2",
+    "W^{[1]}": "W1", "b^{[1]}": "b1", "W^{[2]}": "W2", "b^{[2]}": "b2",
+    "Z^{[1]}": "Z1", "A^{[1]}": "A1", "Z^{[2]}": "Z2",
+    r"\delta^{(1)}": r"\frac{\partial L}{\partial Z^{[1]}}",
+    r"\delta^{(2)}": r"\frac{\partial L}{\partial Z^{[2]}}",
+}
