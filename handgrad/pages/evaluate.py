@@ -393,6 +393,11 @@ class Evaluator:
                 raise ShapeError(f"a sum over {letter}, an index the summand "
                                  f"{body.describe()} does not carry")
             here = self.letter_value(letter)
+            size, first = self.letters[letter]
+            if kind != "if" and first == 0:
+                # An explicit range counts as mathematics does, from 1 (sum_{i=1}^N over the
+                # N entries of an array axis, which the arrays count from 0).
+                here = V.letter_values(letter, size, 1)
             if kind == "if":
                 mask = self.iverson(bound)
             else:

@@ -32,15 +32,17 @@ from pylatexenc.latexwalker import (
 # does not type-check (shape); from a square one it changes values; dropped from the whole right
 # side it is the transposed result. A time offset is seen as a shift along an axis (offset), or
 # as wrong values where the shifted step is cut off at the sequence's end.
-VALUE_KINDS = ("values", "slices", "entries", "zero-entries", "mask", "nonzero-where-zero",
-               "zero", "threshold")
+# "value" is a scalar's (a loss) wrong value, for which no pattern can be told.
+VALUE_KINDS = ("values", "value", "slices", "entries", "zero-entries", "mask",
+               "nonzero-where-zero", "zero", "threshold")
 KINDS = {
     "sign": ("sign",),
     "factor": ("factor",),
     "transpose-dropped": ("shape", "transposed", *VALUE_KINDS),
     "transpose-added": ("shape", "transposed", *VALUE_KINDS),
     "f-for-fprime": VALUE_KINDS,
-    "dropped-term": (*VALUE_KINDS, "factor", "sign"),
+    # a dropped bias is the same shift in every row (offset)
+    "dropped-term": (*VALUE_KINDS, "factor", "sign", "offset"),
     "time-offset": ("offset", "shape", *VALUE_KINDS),
     "index-swap": ("shape", "transposed", "offset", *VALUE_KINDS),
 }
@@ -111,7 +113,7 @@ def _children(tok: _Tok) -> list:
 def _is_gradient(tok: _Tok) -> bool:
     """A ``\\frac{\\partial ...}{\\partial ...}``: a symbol's name, not an expression to mutate
     inside."""
-    return tok.macro == "frac" and "\\partial" in tok.text
+    return tok.macro in ("frac", "tfrac", "dfrac") and "\\partial" in tok.text
 
 
 def _split_top(toks: list[_Tok], seps: str) -> list[list[_Tok]]:
@@ -154,8 +156,8 @@ def _make(op: str, latex: str, start: int, end: int, new: str) -> Mutant:
 
 def _whole(latex: str, rhs: list[_Tok]) -> Iterator[Mutant]:
     start, end = _span(rhs)
-    if end <= start:
-        return
+    if end <= start or "\\text{(" in latex[start:end]:
+        return  # a right side per variant ("(CE), (L2)"): each variant's own terms are mutated
     body = latex[start:end]
     yield _make("sign", latex, start, end, f"-\\left({body}\\right)")
     yield _make("factor", latex, start, end, f"2\\left({body}\\right)")
@@ -200,8 +202,9 @@ def _rhs_levels(latex: str, rhs: list[_Tok], *, names: bool = False
                 ) -> Iterator[list[_Tok]]:
     """The right side's token sequences, outermost first; ``names``: also inside gradient
     names (where an index or time step says which gradient is read)."""
-    yield _without_limits(rhs)
-    for t in rhs:
+    level = _without_limits(rhs)
+    yield level
+    for t in level:
         if (_is_gradient(t) and not names) or t.macro in SKIPPED:
             continue
         for sub in _children(t):
