@@ -120,7 +120,12 @@ def check_bound(page_path: Path, binding: Path | None = None, *, seed: int = 0,
                               message="no part of the binding covers this equation"))
             continue
         worst = min(found, key=lambda e: STATUS_ORDER.get(e.status, 9))
-        out.append(Marked(eq.tag, heads.get(eq.line, ""), eq.text, worst.status, worst.kind,
+        kind = worst.kind
+        if kind == "shape" and "free index" in worst.message:
+            # The two sides carry different free indices (y_i = f(... w_{jk} ...)): an index
+            # typo, which no value could fix, told apart from a wrong value.
+            kind = "notation"
+        out.append(Marked(eq.tag, heads.get(eq.line, ""), eq.text, worst.status, kind,
                           worst.message, owner[eq.tag], counted[eq.tag]))
     return out
 
