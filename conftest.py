@@ -44,3 +44,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.section("hand / autograd (median times, same run)")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """The plugin's one item per page equation (``NAME[eq-TAG]``, about 970 over the catalogue,
+    100 s on one core) runs in the slow set here; the default run checks the pages through the
+    records' own equation check and tests/pages."""
+    for item in items:
+        if "[eq-" in item.name:
+            item.add_marker(pytest.mark.slow)
