@@ -86,7 +86,7 @@ def sections(path: Path) -> dict[int, str]:
 
 
 def check_bound(page_path: Path, binding: Path | None = None, *, seed: int = 0,
-                cases: int = 2) -> list[Marked]:
+                cases: int = 2, paths=None) -> list[Marked]:
     """Every tagged equation of the page, judged on ``cases`` cases of the record its binding
     part names (without ``binding``: of every discovered record whose page it is)."""
     page = load_page(page_path)
@@ -94,7 +94,7 @@ def check_bound(page_path: Path, binding: Path | None = None, *, seed: int = 0,
         bound = parts(binding)
     else:
         same = page_path.resolve()
-        bound = [(r, r.equations, {}) for r in derivations() if r.reference is not None and
+        bound = [(r, r.equations, {}) for r in derivations(paths) if r.reference is not None and
                  r.expect == "pass" and _page_file(r) == same]
     heads = sections(page_path)
     verdicts: dict[str, list] = {}

@@ -94,9 +94,12 @@ def page(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the case sampler (default 0)")
     p.add_argument("--cases", type=int, default=2, help="cases per record (default 2)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one row per equation")
+    p.add_argument("--path", action="append", default=None, metavar="PATH",
+                   help="folder or .py file of records (as for handgrad check)")
     args = p.parse_args(argv)
     try:
-        marked = binding.check_bound(args.page, args.bind, seed=args.seed, cases=args.cases)
+        marked = binding.check_bound(args.page, args.bind, seed=args.seed, cases=args.cases,
+                                     paths=args.path)
     except Exception as exc:  # noqa: BLE001 - a page or binding that does not load: say which
         print(f"handgrad page: {exc}", file=sys.stderr)
         return 2

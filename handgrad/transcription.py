@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import re
 from dataclasses import dataclass
 
@@ -116,6 +117,14 @@ def tagged_lines(fn) -> dict[str, tuple[str, int, str]]:
     return out
 
 
+def _shown(path: str) -> str:
+    """A path under the working directory relative to it (as the user typed it)."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    except ValueError:  # another drive
+        return path
+
+
 def notes(record: Derivation, report: Report) -> list[str]:
     """One line per tag where the page and the code disagree, pointing at the side that is
     wrong: the code's line with the tag comment, or the page's equation."""
@@ -128,7 +137,7 @@ def notes(record: Derivation, report: Report) -> list[str]:
         if v.transcription == "code":
             later = [w.tag for w in equations(report) if w.after == v.tag and w.status in PASSING]
             where = lines.get(v.tag)
-            at = (f"{where[0]}:{where[1]}: {where[2]}" if where
+            at = (f"{_shown(where[0])}:{where[1]}: {where[2]}" if where
                   else f"no line of the backward cites ({v.tag}) in a comment")
             out.append(f"  transcription: ({v.tag}) is right on the page and wrong in the code "
                        f"[{v.code_kind}]: {at}" + (

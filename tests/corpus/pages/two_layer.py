@@ -75,7 +75,7 @@ def record(name: str, page: str, backward=backward, **changes):
         name=name, forward=forward, backward=backward, reference=reference,
         inputs="X: n0 m, Y: n2 m, W1: n1 n0, b1: n1 1, W2: n2 n1, b2: n2 1",
         dims={"m": (1, 5), "n0": (1, 4), "n1": (2, 5), "n2": (2, 4)},
-        nondiff={"Y"}, samplers={"Y": one_hot_columns},
+        nondiff={"X", "Y"}, samplers={"Y": one_hot_columns},
         intermediates=("Z2", "Z1"), tags={"Z2": "6", "W2": "7", "b2": "8", "Z1": "9",
                                           "W1": "10", "b1": "11"},
         page=str(Path(__file__).with_name(page)),
