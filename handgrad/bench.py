@@ -193,5 +193,35 @@ def summary(benchmarks: Iterable) -> list[str]:
         lines.append(f"{group:60s} {hand.median * 1e3:9.3f} {auto.median * 1e3:11.3f} "
                      f"{hand.median / auto.median:6.2f} {_rate(hand.gflops):>9s} "
                      f"{_rate(auto.gflops):>9s} {fraction}")
-    lines += scaling_lines(benchmarks)
+    lines += scaling_lines(benchmarks) + sandbox_lines(benchmarks)
     return machine_lines(machine()) + lines if lines else []
+
+
+SANDBOX_SIDES = ("uncontained start", "contained start", "submission")
+
+
+def sandbox_lines(benchmarks: Iterable) -> list[str]:
+    """Per group holding the three sandbox benchmarks (tests/test_benchmarks_sandbox.py): what
+    bubblewrap adds to a submission's interpreter start, as a fraction of grading it. The
+    contained start carries the median of the uncontained starts interleaved with its rounds
+    (``paired_uncontained``): the fairer difference on a machine whose load drifts."""
+    groups: dict[str, dict] = {}
+    for bench in benchmarks:
+        info = getattr(bench, "extra_info", None) or {}
+        stats = getattr(bench, "stats", None)
+        if info.get("side") in SANDBOX_SIDES and stats is not None and stats.rounds:
+            groups.setdefault(bench.group, {})[info["side"]] = (stats.median, info)
+    lines = []
+    for group, sides in sorted(groups.items()):
+        if len(sides) < 3:
+            continue
+        (bare, _), (jail, info), (whole, _) = (sides[s] for s in SANDBOX_SIDES)
+        paired = info.get("paired_uncontained")
+        line = (f"{group}: interpreter start {bare * 1e3:.1f} ms uncontained, "
+                f"{jail * 1e3:.1f} ms in bubblewrap (+{(jail - bare) * 1e3:.1f} ms, "
+                f"{(jail - bare) / whole:.1%} of grading one submission, {whole * 1e3:.0f} ms)")
+        if paired:
+            line += (f"; against the uncontained starts interleaved with it ({paired * 1e3:.1f}"
+                     f" ms): +{(jail - paired) * 1e3:.1f} ms, {(jail - paired) / whole:.1%}")
+        lines.append(line)
+    return lines

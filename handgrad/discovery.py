@@ -13,12 +13,16 @@ never hides the others.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib
+import importlib.abc
 import importlib.util
+import os
 import sys
+import traceback
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,8 +72,66 @@ def _within(module, folder: Path) -> bool:
         return False
 
 
-def load_module(file: Path):
-    """Import one record file (see the module docstring)."""
+class _TextLoader(importlib.abc.SourceLoader):
+    """A module whose source was read earlier (:func:`from_text`), not read from disk again."""
+
+    def __init__(self, path: str, text: str):
+        self.path, self.text = path, text
+
+    def get_filename(self, fullname: str) -> str:
+        return self.path
+
+    def get_data(self, path: str) -> bytes:
+        if path != self.path:
+            raise OSError(f"{path} was not read with the records")
+        return self.text.encode()
+
+
+class _TextFinder(importlib.abc.MetaPathFinder):
+    def __init__(self, sources: Mapping[str, str]):
+        self.sources = sources
+
+    def find_spec(self, fullname, path=None, target=None):
+        last = fullname.rpartition(".")[2]
+        for folder in path if path is not None else sys.path:
+            for file, package in ((os.path.join(folder, last, "__init__.py"), True),
+                                  (os.path.join(folder, f"{last}.py"), False)):
+                file = os.path.abspath(file)
+                if file in self.sources:
+                    return importlib.util.spec_from_file_location(
+                        fullname, file, loader=_TextLoader(file, self.sources[file]),
+                        submodule_search_locations=[os.path.dirname(file)] if package else None)
+        return None
+
+
+@contextlib.contextmanager
+def from_text(sources: Mapping[str, str] | None) -> Iterator[None]:
+    """While it lasts, a module whose file (an absolute path) is a key of ``sources`` is
+    imported from that text, whatever the file holds now: the staff's files of a grading run,
+    read once before any submission's code runs."""
+    if not sources:
+        yield
+        return
+    finder = _TextFinder(sources)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def _line_of(exc: BaseException, file: Path) -> str:
+    """`` (line N)``: where in ``file`` the exception was raised, when it was raised there."""
+    if isinstance(exc, SyntaxError):
+        return ""  # its message names the line already
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__)
+             if os.path.abspath(f.filename) == str(file.resolve())]
+    return f" (line {lines[-1]})" if lines else ""
+
+
+def load_module(file: Path, sources: Mapping[str, str] | None = None):
+    """Import one record file (see the module docstring); from ``sources[file]`` when given
+    (see :func:`from_text`)."""
     file = file.resolve()
     packaged = _package_root(file)
     if packaged is not None:
@@ -88,7 +150,9 @@ def load_module(file: Path):
     name = f"handgrad_records_{tag}_{file.stem}"
     sys.path.insert(0, str(folder))
     try:
-        spec = importlib.util.spec_from_file_location(name, file)
+        text = (sources or {}).get(str(file))
+        spec = importlib.util.spec_from_file_location(
+            name, file, loader=None if text is None else _TextLoader(str(file), text))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -100,13 +164,14 @@ def load_module(file: Path):
     return module
 
 
-def load_tolerant(file: Path, first: DerivationError) -> tuple[object | None, list[str]]:
+def load_tolerant(file: Path, first: DerivationError, sources: Mapping[str, str] | None = None
+                  ) -> tuple[object | None, list[str]]:
     """A file in which some record is malformed, run again one top-level statement at a time
     (and one element at a time of a list or tuple of records), so that the malformed record is
     an error of its own and the others are still checked. Returns the module (None when its
     source cannot be read) and one message per malformed record."""
     try:
-        source = file.read_text()
+        source = (sources or {}).get(str(file.resolve())) or file.read_text()
         tree = ast.parse(source, str(file))
     except (OSError, SyntaxError):
         return None, [str(first)]
@@ -177,8 +242,11 @@ def _doc_for(file: Path, root: Path) -> str:
         return str(doc.resolve())
 
 
-def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation], list[Broken]]:
-    """(records, broken files) of one folder or file; record names must be unique in it."""
+def discover_path(path: Path, root: Path | None = None, sources: Mapping[str, str] | None = None
+                  ) -> tuple[list[Derivation], list[Broken]]:
+    """(records, broken files) of one folder or file; record names must be unique in it. With
+    ``sources`` (absolute path -> text), the files are loaded from those texts (see
+    :func:`from_text`)."""
     path = Path(path)
     root = (root or Path.cwd()).resolve()
     if not path.exists():
@@ -188,9 +256,11 @@ def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation
     broken = []
     for file in python_files(path):
         try:
-            module = load_module(file)
+            with from_text(sources):
+                module = load_module(file, sources)
         except DerivationError as exc:
-            module, malformed = load_tolerant(file, exc)
+            with from_text(sources):
+                module, malformed = load_tolerant(file, exc, sources)
             broken += [Broken(str(file), m) for m in malformed]
             if module is None:
                 continue
@@ -198,7 +268,7 @@ def discover_path(path: Path, root: Path | None = None) -> tuple[list[Derivation
             if not contain.from_code(exc):
                 raise
             broken.append(Broken(str(file), f"importing {file} raised {type(exc).__name__}: "
-                                            f"{exc}"))
+                                            f"{exc}{_line_of(exc, file)}"))
             continue
         doc = _doc_for(file, root)
         for record in _records_in(module):

@@ -47,3 +47,17 @@ def test_groups_without_both_sides_or_rounds_are_left_out():
     text = "\n".join(summary(session()))
     assert "lonely" not in text and "disabled" not in text and "untagged" not in text
     assert summary([bench("x", 0.1, rounds=0, side="hand", dtype="float64", flops=1.0)]) == []
+
+
+def test_sandbox_line_follows_from_the_three_medians():
+    """Uncontained 100 ms, contained 110 ms (paired uncontained 104 ms), a submission 400 ms:
+    +10 ms is 2.5 %, +6 ms against the paired starts is 1.5 %."""
+    lines = summary([
+        bench("sandbox", 0.100, side="uncontained start", dtype="-"),
+        bench("sandbox", 0.110, side="contained start", dtype="-", paired_uncontained=0.104),
+        bench("sandbox", 0.400, side="submission", dtype="-"),
+        bench("sandbox alone", 0.1, side="contained start", dtype="-"),  # no pair: no line
+    ])
+    (line,) = [x for x in lines if x.startswith("sandbox")]
+    assert "100.0 ms uncontained, 110.0 ms in bubblewrap (+10.0 ms, 2.5% of grading" in line
+    assert "(104.0 ms): +6.0 ms, 1.5%" in line

@@ -20,6 +20,7 @@ from handgrad.grade import Options, grade, load_points
 from handgrad.grade import cli as grade_cli
 from handgrad.grade import formats as grade_formats
 from handgrad.grade.remote import Limits
+from tests.sandboxed import require_bubblewrap
 
 STAFF = '''
 import torch
@@ -178,6 +179,11 @@ EXPECTED = {
     "output-flood": (3, {"linear": "output"}),
 }
 POINTS = {"affine": 2, "softmax": 1, "linear": 1}
+
+
+@pytest.fixture(autouse=True)
+def _sandbox() -> None:
+    require_bubblewrap()
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,10 @@ engine made them, and ``args``/``kwargs`` are deep-copied per call (course code 
 statistics in its ``bn_param`` dict). Each ``cache`` handed to the engine has a method
 ``_handgrad_state()`` giving what backward must not change (for a layer: its attributes other
 than its gradient slots and learning rate).
+
+May import the records (:mod:`handgrad.record`, :mod:`handgrad.shapes`) and nothing above them:
+an adapter makes a record; the oracles and the checking import the adapters, never the other
+way round.
 """
 
 from __future__ import annotations

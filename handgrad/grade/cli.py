@@ -11,7 +11,9 @@ from pathlib import Path
 from handgrad import parallel
 from handgrad.grade import Graded, Options, grade, load_points
 from handgrad.grade import formats as grade_formats
+from handgrad.grade.bubblewrap import SandboxUnavailableError
 from handgrad.grade.remote import Limits
+from handgrad.grade.staff import StaffError
 from handgrad.views import summary
 
 
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=shard_from, default=(0, 1), metavar="I/K",
                    help="grade only the I-th of K equal shares of the submissions (0-based; "
                         "one share per machine)")
+    p.add_argument("--uncontained", action="store_true",
+                   help="run the submissions' code without bubblewrap: only where every "
+                        "submission already runs in a container of its own (Gradescope's "
+                        "autograder); every output of the run then says it was uncontained")
     p.add_argument("--json", action="store_true",
                    help="print every row of every submission as JSON")
     p.add_argument("--verbose", "-v", action="store_true",
@@ -90,7 +96,10 @@ def main(argv: list[str]) -> int:
         return 2
     options = Options(records=tuple(str(Path(p).resolve()) for p in args.records),
                       seed=args.seed, cases=args.cases, html=args.html is not None,
-                      limits=Limits(args.timeout, args.memory_mb, args.output_kb, args.budget))
+                      limits=Limits(args.timeout, args.memory_mb, args.output_kb, args.budget),
+                      contained=not args.uncontained, points=args.points)
+    if args.uncontained:
+        print(f"handgrad grade: {grade_formats.UNCONTAINED}", file=sys.stderr)
     width = max(len(Path(s).name) for s in args.submissions)
     started = time.perf_counter()
 
@@ -103,7 +112,11 @@ def main(argv: list[str]) -> int:
         print(f"{g.student:<{width}}  {earned:g}/{possible:g}  {bad or 'all as expected'}",
               flush=True)
 
-    graded = grade(args.submissions, options, jobs=args.jobs, on_graded=line)
+    try:
+        graded = grade(args.submissions, options, jobs=args.jobs, on_graded=line)
+    except (SandboxUnavailableError, StaffError) as exc:
+        print(f"handgrad grade: {exc}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - started
     if args.json:
         print(json.dumps({g.student: grade_formats.verdicts(g) for g in graded}, indent=1))
@@ -114,9 +127,15 @@ def main(argv: list[str]) -> int:
                     print(f"\n[{g.student}] " + grade_formats.record_output(
                         report, g.printed.get(report.derivation, "")))
     write(args, graded, points)
+    notes = grade_formats.run_notes(graded[0]) if graded else []
     if not args.json:
-        print(f"{len(graded)} submissions graded in {elapsed:.1f} s")
-    return 0
+        contained = "contained by bubblewrap" if options.contained else "UNCONTAINED"
+        print(f"{len(graded)} submissions graded in {elapsed:.1f} s, {contained}")
+        for note in notes:
+            print(note)
+    for incident in graded[0].run_incidents if graded else []:
+        print(f"handgrad grade: INCIDENT of the run: {incident}", file=sys.stderr)
+    return 1 if graded and graded[0].run_incidents else 0
 
 
 def write(args, graded: list[Graded], points) -> None:
@@ -124,7 +143,8 @@ def write(args, graded: list[Graded], points) -> None:
         sources = [(g.folder, [], g.broken) for g in graded]
         chosen = [(g.folder, None) for g in graded for _ in g.reports]
         summary.write(sources, chosen, [r for g in graded for r in g.reports],
-                      args.summary_csv, args.summary_json)
+                      args.summary_csv, args.summary_json,
+                      extra=[grade_formats.run_columns(g) for g in graded])
     if args.scores_csv:
         grade_formats.scores_csv(Path(args.scores_csv), graded, points)
     if args.gradescope:

@@ -11,6 +11,14 @@
 - An HTML site: an index of the students with their scores, a page per student listing each
   record's verdict, and the page of each record that is not as expected (the diagnosis the
   student reads to fix the work).
+
+Every format records how the run was contained and what went wrong with the run itself
+(:func:`run_notes`): a run graded with ``--uncontained`` (no bubblewrap) says so in the terminal
+table, in every ``--json`` row (``"contained": false``), in a ``contained`` column of the CSV/JSON
+summaries and of the scores, in the ``output`` and ``extra_data`` of Gradescope's results.json,
+in a ``contained`` property of each JUnit suite, and in a banner of every HTML page; the run's
+incidents (a staff file or handgrad changed during the run) travel the same ways
+(``run_incidents``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,22 @@ from handgrad.grade import Graded
 from handgrad.report import Report
 
 Points = Callable[[str], float]
+
+
+UNCONTAINED = ("UNCONTAINED: graded without bubblewrap (--uncontained); the submissions' code "
+               "could reach whatever this machine's user can, and these grades are only as "
+               "safe as the container each submission ran in")
+
+
+def run_notes(g: Graded) -> list[str]:
+    """What a reader of any format must be told about the run itself: uncontained, and each
+    incident of the run."""
+    notes = [] if g.contained else [UNCONTAINED]
+    return notes + [f"INCIDENT of the run: {i}" for i in g.run_incidents]
+
+
+def run_columns(g: Graded) -> dict:
+    return {"contained": g.contained, "run_incidents": "; ".join(g.run_incidents)}
 
 
 def record_output(report: Report, printed: str = "") -> str:
@@ -51,8 +75,12 @@ def gradescope(graded: Graded, points: Points, visibility: str = "visible") -> d
         tests.append({"name": f"records: {Path(b.module).name}", "score": 0.0, "max_score": 0.0,
                       "status": "failed", "output": b.message, "visibility": visibility})
     earned, _ = graded.score(points)
-    return {"score": earned, "visibility": visibility, "stdout_visibility": "hidden",
-            "tests": tests}
+    out = {"score": earned, "visibility": visibility, "stdout_visibility": "hidden",
+           "tests": tests, "extra_data": {"contained": graded.contained,
+                                          "run_incidents": list(graded.run_incidents)}}
+    if run_notes(graded):
+        out["output"] = "\n".join(run_notes(graded))
+    return out
 
 
 def write_gradescope(target: Path, graded: Sequence[Graded], points: Points) -> list[Path]:
@@ -86,6 +114,9 @@ def junit(graded: Sequence[Graded], points: Points) -> str:
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="score", value=f"{earned:g}")
         ET.SubElement(props, "property", name="max_score", value=f"{possible:g}")
+        ET.SubElement(props, "property", name="contained", value=str(g.contained).lower())
+        for incident in g.run_incidents:
+            ET.SubElement(props, "property", name="run_incident", value=incident)
         for report in g.reports:
             case = ET.SubElement(suite, "testcase", classname=g.student, name=report.derivation)
             if not report.as_expected:
@@ -104,7 +135,8 @@ def junit(graded: Sequence[Graded], points: Points) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
-SCORE_FIELDS = ("student", "path", "score", "max_score", "records", "as_expected", "kinds")
+SCORE_FIELDS = ("student", "path", "score", "max_score", "records", "as_expected", "kinds",
+                "contained", "run_incidents")
 
 
 def score_rows(graded: Sequence[Graded], points: Points) -> list[dict]:
@@ -115,7 +147,8 @@ def score_rows(graded: Sequence[Graded], points: Points) -> list[dict]:
                      "max_score": possible, "records": len(g.reports),
                      "as_expected": sum(r.as_expected for r in g.reports),
                      "kinds": ";".join(f"{r.derivation}:{r.kind or r.status}"
-                                       for r in g.reports if not r.as_expected)})
+                                       for r in g.reports if not r.as_expected),
+                     **run_columns(g)})
     return rows
 
 
@@ -128,8 +161,17 @@ def scores_csv(path: Path, graded: Sequence[Graded], points: Points) -> None:
 
 def verdicts(g: Graded) -> list[dict]:
     """Every row of every record of one submission, as ``handgrad check --json`` gives them:
-    what two runs must agree on, byte for byte."""
-    return [{**r.as_dict(), "expect": rep.expect} for rep in g.reports for r in rep.results]
+    what two runs must agree on, byte for byte. Each row says whether the run was contained,
+    and carries the run's incidents when there are any."""
+    run = {"contained": g.contained}
+    if g.run_incidents:
+        run["run_incidents"] = list(g.run_incidents)
+    return [{**r.as_dict(), "expect": rep.expect, **run} for rep in g.reports
+            for r in rep.results]
+
+
+def _banner(g: Graded) -> str:
+    return "".join(f'<p class="bad"><strong>{html.escape(n)}</strong></p>' for n in run_notes(g))
 
 
 def _verdict_cell(report: Report) -> str:
@@ -165,7 +207,8 @@ def write_site(out: Path, graded: Sequence[Graded], points: Points) -> Path:
         broken = "".join(f"<p class=\"bad\">{html.escape(b.message)}</p>" for b in g.broken)
         (folder / "index.html").write_text(html_report.page(
             f"{g.student}: handgrad", '<nav><a href="../index.html">&larr; every student</a>'
-            f"</nav><h1>{html.escape(g.student)}: {earned:g} / {possible:g}</h1>{broken}"
+            f"</nav>{_banner(g)}<h1>{html.escape(g.student)}: {earned:g} / {possible:g}</h1>"
+            f"{broken}"
             "<table><tr><th>record</th><th>verdict</th><th>points</th><th>printed</th></tr>"
             + "".join(lines) + "</table>"))
         bad = ", ".join(html.escape(r.derivation) for r in g.reports if not r.as_expected)
@@ -174,6 +217,7 @@ def write_site(out: Path, graded: Sequence[Graded], points: Points) -> Path:
                     f"{possible:g}</td><td>{bad or '-'}</td></tr>")
     index = out / "index.html"
     index.write_text(html_report.page("handgrad grade", (
+        f"{_banner(graded[0]) if graded else ''}"
         f"<h1>handgrad grade</h1><p>{len(graded)} submissions.</p>"
         "<table><tr><th>student</th><th>score</th><th>records not as expected</th></tr>"
         + "".join(rows) + "</table>")))

@@ -1,13 +1,20 @@
 """Grading a class: the staff's records against every submission, each submission contained.
 
+Before any submission's code runs (:func:`prepare`): bubblewrap is tried (unless the run is
+uncontained); the staff's files are read once and their records loaded once
+(:mod:`handgrad.grade.staff`: a record file that does not load stops the run); the staff's
+files and the installed handgrad are fingerprinted, and checked again at the end.
+
 For each submission folder:
 
 1. a temporary copy of the folder is made, and a process of its own is started there from a
-   clean interpreter (:class:`handgrad.grade.remote.Channel`), with its memory, output and per-call
-   time capped; the submission's code runs there and only there;
-2. the staff's record files are loaded afresh in the grader, where ``import layers`` (any
-   top-level module the submission's folder provides and nothing else does) gives a proxy of
-   the submission's module (:mod:`handgrad.grade.proxies`);
+   clean interpreter (:class:`handgrad.grade.remote.Channel`) inside bubblewrap
+   (:mod:`handgrad.grade.bubblewrap`: its copy is all it can write, and it sees none of the
+   staff's files, the other submissions or the grader's scratch), with its memory, output and
+   per-call time capped; the submission's code runs there and only there;
+2. the staff's record files are loaded in the grader from the texts read at the start, where
+   ``import layers`` (any top-level module the submission's folder provides and nothing else
+   does) gives a proxy of the submission's module (:mod:`handgrad.grade.proxies`);
 3. every record is checked here, with the engine of ``handgrad check``: the references, the
    oracles, the comparisons, the Taylor fits and the verdict never run where the submission's
    code can reach them. A submission that patches numpy, torch or handgrad changes only its
@@ -32,13 +39,13 @@ import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 from handgrad.discovery import Broken, discover_path
 from handgrad.grade.proxies import RemoteModule, SubmissionFinder, module_names
-from handgrad.grade.remote import Channel, Limits
+from handgrad.grade.remote import Channel, Incident, Limits
 from handgrad.report import Report, Result, remember_record
 
 MAX_RESTARTS = 5
@@ -64,6 +71,13 @@ class Options:
     cases: int = 4
     limits: Limits = Limits()
     html: bool = False  # also draw the page of each record that is not as expected
+    # False: no bubblewrap (each submission already has a container of its own); every output
+    # of the run says so
+    contained: bool = True
+    points: str | None = None  # the staff's points file, fingerprinted with the records
+    # set by grade(): the staff's texts, read once, and the paths no submission may see
+    sources: tuple[tuple[str, str], ...] = ()
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass
@@ -76,6 +90,9 @@ class Graded:
     broken: list[Broken] = field(default_factory=list)
     printed: dict[str, str] = field(default_factory=dict)  # record -> what its run printed
     pages: dict[str, str] = field(default_factory=dict)  # record -> its HTML page
+    contained: bool = True  # False: graded without bubblewrap (--uncontained)
+    # incidents of the whole run (a staff file or handgrad changed while it ran)
+    run_incidents: list[str] = field(default_factory=list)
 
     def score(self, points: Callable[[str], float]) -> tuple[float, float]:
         """(points earned, points possible): a record's points when it behaves as its record
@@ -120,16 +137,20 @@ def grade_one(folder: str, options: Options) -> Graded:
     shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
                     symlinks=True)
     names = module_names(work)
-    channel = Channel(work, work, options.limits)
+    sources = dict(options.sources) or None
+    hidden = options.hidden or (*options.records, source)
+    graded.contained = options.contained
+    channel = Channel(work, work, options.limits, options.contained, tuple(map(str, hidden)))
     finder = SubmissionFinder(channel, names)
     sys.meta_path.append(finder)
     restarts = 0
     try:
         records = []
         for path in options.records:
-            found, broken = discover_path(Path(path))
+            found, broken = discover_path(Path(path), sources=sources)
             records += found
             graded.broken += broken
+        records += _not_loaded(records, graded.broken, options, names)
         for record in records:
             if not channel.alive and restarts < MAX_RESTARTS and not channel.spent:
                 restarts += 1
@@ -141,7 +162,12 @@ def grade_one(folder: str, options: Options) -> Graded:
                 graded.reports.append(_incident_report(record, type(last)(
                     last.kind, last.message + note)))
                 continue
-            seen, start = len(channel.incidents), channel.printed_size()
+            # the first record's output includes what the modules printed as the record
+            # files loaded them (at import)
+            seen, start = len(channel.incidents), channel.printed_size() if graded.printed else 0
+            if isinstance(record, _NotLoaded):
+                graded.reports.append(_incident_report(record.record, record.incident))
+                continue
             report = check(record, options.seed, options.cases)
             if len(channel.incidents) > seen:
                 report = _incident_report(record, channel.incidents[seen])
@@ -157,6 +183,29 @@ def grade_one(folder: str, options: Options) -> Graded:
         channel.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     return graded
+
+
+@dataclass(frozen=True)
+class _NotLoaded:
+    """A staff record that loaded before any submission ran but not with this one (its record
+    file raised with this submission's modules): an error row, never a missing row."""
+
+    record: object
+    incident: Incident
+
+
+def _not_loaded(records: list, broken: list[Broken], options: Options,
+                names: set[str]) -> list[_NotLoaded]:
+    if not broken:
+        return []
+    from handgrad.grade.staff import load_records
+
+    have = {r.name for r in records}
+    template, _ = load_records(options.records, dict(options.sources) or None, names)
+    why = "; ".join(b.message for b in broken)
+    return [_NotLoaded(r, Incident("exception", f"the staff's record file did not load with "
+                                                f"this submission: {why}"))
+            for r in template if r.name not in have]
 
 
 def _page(record, report: Report, channel: Channel) -> str:
@@ -178,9 +227,41 @@ def _init_grader() -> None:
     torch.set_num_threads(1)
 
 
+def prepare(folders: Sequence[str], options: Options) -> Options:
+    """Before any submission's code runs: the sandbox tried (unless uncontained), the staff's
+    files read and loaded once, the paths each submission must not see. Raises
+    :class:`~handgrad.grade.bubblewrap.SandboxUnavailableError` or
+    :class:`~handgrad.grade.staff.StaffError`."""
+    from handgrad.grade import bubblewrap, staff
+
+    if options.contained:
+        bubblewrap.probe()
+    read = staff.read(options.records, options.points, folders)
+    hidden = (*read.files, *options.records, *(str(Path(f).resolve()) for f in folders))
+    return replace(options, sources=read.sources, hidden=hidden)
+
+
 def grade(folders: Sequence[str], options: Options, jobs: int = 1,
           on_graded: Callable[[int, Graded], None] | None = None) -> list[Graded]:
-    """Every submission of ``folders``, in their order, on ``jobs`` grader processes."""
+    """Every submission of ``folders``, in their order, on ``jobs`` grader processes (see
+    :func:`prepare` for what is settled first). The staff's files and the installed handgrad
+    are fingerprinted before and after; what changed is in every submission's
+    ``run_incidents``."""
+    from handgrad.grade import staff
+
+    options = prepare(folders, options)
+    files = [p for p, _ in options.sources] + ([options.points] if options.points else [])
+    before = staff.fingerprint(files)
+    out = _grade_all(folders, options, jobs, on_graded)
+    incidents = staff.changes(before, staff.fingerprint(files))
+    for g in out:
+        g.run_incidents = list(incidents)
+        g.contained = options.contained
+    return out
+
+
+def _grade_all(folders: Sequence[str], options: Options, jobs: int,
+               on_graded: Callable[[int, Graded], None] | None) -> list[Graded]:
     out: list[Graded | None] = [None] * len(folders)
     if jobs <= 1 or len(folders) <= 1:
         for i, folder in enumerate(folders):
@@ -196,7 +277,8 @@ def grade(folders: Sequence[str], options: Options, jobs: int = 1,
             try:
                 out[i] = future.result()
             except Exception as exc:  # noqa: BLE001 - a grader process lost: say so, go on
-                out[i] = Graded(Path(folders[i]).name, folders[i], broken=[Broken(
+                out[i] = Graded(Path(folders[i]).name, folders[i], contained=options.contained,
+                                broken=[Broken(
                     folders[i], f"grading this submission failed in the grader "
                                 f"({type(exc).__name__}: {exc}); grade it again with -j 1")])
             if on_graded:

@@ -2,7 +2,8 @@
 proxies that make its modules look local are in :mod:`handgrad.grade.proxies`.
 
 ``Channel`` starts the submission's process (``python -I sandbox.py``, a new session, in a
-temporary working directory, with its memory and output capped) and carries requests to it,
+temporary working directory, with its memory and output capped), inside bubblewrap
+(:mod:`handgrad.grade.bubblewrap`) unless told it is uncontained, and carries requests to it,
 one answer per request, in turn (attribute writes are pipelined: their answers are read with
 the next request's).
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from handgrad.grade import bubblewrap
 from handgrad.grade.sandbox import OUTPUT_CAP
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
@@ -95,8 +97,10 @@ class Incident:
 class Channel:
     """One process of one submission, and the requests to it."""
 
-    def __init__(self, folder: Path, workdir: Path, limits: Limits):
+    def __init__(self, folder: Path, workdir: Path, limits: Limits, contained: bool = True,
+                 hidden: tuple[str, ...] = ()):
         self.folder, self.workdir, self.limits = folder, workdir, limits
+        self.contained, self.hidden = contained, hidden
         self.output = workdir.parent / f"{workdir.name}.out"
         self.output.write_bytes(b"")
         self.incident: Incident | None = None
@@ -115,13 +119,23 @@ class Channel:
         ours, theirs = socket.socketpair()
         env = {"PATH": os.defpath, "HOME": str(self.workdir), "LANG": "C.UTF-8",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", str(SANDBOX), str(theirs.fileno()), str(self.folder),
-             str(self.output), str(self.limits.memory_mb * 2 ** 20),
-             str(self.limits.output_kb * 1024)],
-            cwd=self.workdir, env=env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        memory = self.limits.memory_mb * 2 ** 20
+        jail, options = [], -1
+        if self.contained:
+            jail, options = bubblewrap.through_fd(
+                bubblewrap.command(self.workdir, self.hidden, memory))
+        passed = (theirs.fileno(),) + ((options,) if options >= 0 else ())
+        # stdout and stderr go to the output file, opened here: the file itself stays outside
+        # the sandbox, and RLIMIT_FSIZE caps what the submission writes to it
+        with open(self.output, "ab") as sink:
+            self.process = subprocess.Popen(
+                [*jail, sys.executable, "-I", str(SANDBOX), str(theirs.fileno()),
+                 str(self.folder), "-", str(memory), str(self.limits.output_kb * 1024)],
+                cwd=self.workdir, env=env, pass_fds=passed,
+                stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True)
         theirs.close()
+        if options >= 0:
+            os.close(options)
         self.conn = Connection(ours.detach())
         self.generation += 1
         self.incident = None
@@ -183,6 +197,8 @@ class Channel:
 
     def _death(self) -> SubmissionGoneError:
         code = self.process.wait(10)
+        if self.contained and bubblewrap.exit_signal(code) is not None:
+            code = -bubblewrap.exit_signal(code)
         if code == -signal.SIGXFSZ:
             return self._gone("output", f"the submission wrote more than "
                                         f"{self.limits.output_kb} KiB of output (the cap)")

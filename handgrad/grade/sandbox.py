@@ -1,7 +1,8 @@
 """The submission's side of ``handgrad grade``: a process that holds a student's modules and
 runs their functions on request. Everything that decides a verdict stays in the grader.
 
-It is started as a script (``python -I handgrad/grade/sandbox.py FD ...``), never imported by the
+It is started as a script (``python -I handgrad/grade/sandbox.py FD ...``), inside bubblewrap
+(:mod:`handgrad.grade.bubblewrap`) unless the run is uncontained, never imported by the
 grader's machinery on this side: it needs only the standard library and NumPy, and it starts
 isolated (``-I``: no ``PYTHONPATH``, no user site, not even its own folder on ``sys.path``). It
 then caps its own memory (``RLIMIT_AS``) and the size of any file it writes (``RLIMIT_FSIZE``: its
@@ -177,10 +178,11 @@ def main(argv: list[str]) -> None:
     fd, folder, output_file = int(argv[0]), argv[1], argv[2]
     memory, output = int(argv[3]), int(argv[4])
     conn = Connection(fd)
-    sink = os.open(output_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(sink, 1)
-    os.dup2(sink, 2)
-    os.close(sink)
+    if output_file != "-":  # "-": the grader gave stdout and stderr already
+        sink = os.open(output_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        os.close(sink)
     sandbox = Sandbox(folder)  # numpy is imported before the limits and the student's path
     _limit(memory, output)
     sys.dont_write_bytecode = True  # nothing written into the submission's folder

@@ -43,11 +43,17 @@ def rows(sources: Sequence[tuple[str, list[Derivation], list[Broken]]],
     return out
 
 
-def write(sources, chosen, reports, csv_path: str | None, json_path: str | None) -> None:
+def write(sources, chosen, reports, csv_path: str | None, json_path: str | None,
+          extra: Sequence[dict] | None = None) -> None:
+    """The rows as CSV and/or JSON; ``extra``: more columns, one dict per source, in order."""
     table = rows(sources, chosen, reports)
+    fields = list(FIELDS)
+    for row, more in zip(table, extra or []):
+        row.update(more)
+        fields += [k for k in more if k not in fields]
     if csv_path:
         with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(table)
     if json_path:
