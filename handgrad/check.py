@@ -19,7 +19,7 @@ from handgrad.contract import raised, run_hand
 from handgrad.coverage import coverage, live_fraction
 from handgrad.discovery import find
 from handgrad.localise import localise, smallest_failing
-from handgrad.oracles import REGISTRY
+from handgrad.oracles import REGISTRY, equation
 from handgrad.randomness import caller_state_kept, seeded_per_call
 from handgrad.record import CHECKS, Derivation
 from handgrad.report import Report, Result, remember_record
@@ -107,6 +107,8 @@ def check_case(record: Derivation, case: Case, checks: Iterable[str] = CHECKS) -
 
 
 def _check_case(record: Derivation, case: Case, checks: set[str]) -> list[Result]:
+    if record.backward is None:
+        return equation.page_only(record, case)
     early: list[Result] = []
     case, prepared = _choose_data(record, case, early)
     linear = (record.jvp is not None and "jvp" in checks) or (record.hvp is not None

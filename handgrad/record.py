@@ -82,10 +82,12 @@ class Derivation:
     name:
         Unique, used on the command line (``handgrad check mlp-ce-tanh``).
     forward, backward, reference:
-        See the module docstring for the calling convention. ``reference`` may be None: the
-        record is then checked by finite differences, the complex step, the Taylor test and the
-        contract, and the report says what needs a reference (autograd, the intermediates, the
-        float32 values).
+        See the module docstring for the calling convention. ``forward`` and ``backward`` may
+        be None for a record with a ``page`` (or ``doc``) and a reference: the page's equations
+        are then checked alone, before any code exists (derive, check, then transcribe).
+        ``reference`` may be None: the record is then checked by finite differences, the
+        complex step, the Taylor test and the contract, and the report says what needs a
+        reference (autograd, the intermediates, the float32 values).
     inputs:
         Symbolic shape of every input: ``{"x": ("N", "d"), "W1": ("M", "d"), "y": ("N",)}``, or
         the same written compactly: ``"x: N d, W1: M d, y: N"``. Entries are dimension names or
@@ -339,7 +341,10 @@ def validate(r: Derivation) -> list[str]:
     problems = []
     if not isinstance(r.name, str) or not r.name or any(c.isspace() for c in r.name):
         problems.append("name must be a non-empty string without spaces")
+    page_only = r.backward is None and r.reference is not None and bool(r.page or r.doc)
     for fn in ("forward", "backward", "reference"):
+        if page_only and fn in ("forward", "backward") and getattr(r, fn) is None:
+            continue  # a page checked before its code exists: derive, check, then transcribe
         if not callable(getattr(r, fn)) and not (fn == "reference" and r.reference is None):
             problems.append(f"{fn} must be callable, got {type(getattr(r, fn)).__name__}")
     if not r.inputs:

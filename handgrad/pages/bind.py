@@ -59,11 +59,19 @@ def _per_step_gradients(per_step: torch.Tensor, wrt: Mapping[str, list]) -> dict
     names = list(wrt)
     flat = [s for k in names for s in wrt[k]]
     T = per_step.shape[0]
-    rows = []
-    for t in range(T):
-        grads = torch.autograd.grad(per_step[t], flat, retain_graph=True, allow_unused=True)
-        rows.append([np.zeros(tuple(s.shape)) if g is None else g.detach().numpy().copy()
-                     for s, g in zip(flat, grads)])
+    try:  # every step's loss in one vectorised backward pass
+        batched = torch.autograd.grad(per_step, flat, torch.eye(T, dtype=per_step.dtype),
+                                      retain_graph=True, allow_unused=True,
+                                      is_grads_batched=True)
+        rows = [[np.zeros(tuple(s.shape)) if g is None else g[t].detach().numpy()
+                 for s, g in zip(flat, batched)] for t in range(T)]
+    except RuntimeError:  # an op without a batching rule: one pass per step
+        rows = []
+        for t in range(T):
+            grads = torch.autograd.grad(per_step[t], flat, retain_graph=True,
+                                        allow_unused=True)
+            rows.append([np.zeros(tuple(s.shape)) if g is None else g.detach().numpy().copy()
+                         for s, g in zip(flat, grads)])
     out, at = {}, 0
     for k in names:
         n = len(wrt[k])

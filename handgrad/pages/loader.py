@@ -10,6 +10,7 @@ column lists symbols (``$W_1, b_1$``), its second their shapes (``$(M, D)$, $(M)
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +52,18 @@ class PageError(DerivationError):
 
 
 def load_page(path: str | Path) -> Page:
-    """The page at ``path`` (.md or .ipynb)."""
+    """The page at ``path`` (.md or .ipynb), read again only when the file changes."""
     path = Path(path)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise PageError(f"the page {path} cannot be read: {exc}") from None
+    return _load(str(path.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _load(name: str, stamp: int) -> Page:
+    path = Path(name)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

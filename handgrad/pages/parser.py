@@ -424,9 +424,10 @@ def _parser() -> lark.Lark:
                      maybe_placeholders=False)
 
 
+@cache
 def parse(text: str):
-    """The tree of one equation (or expression). Raises :class:`ParseError` naming what the
-    grammar did not accept."""
+    """The tree of one equation (or expression), cached (trees are immutable). Raises
+    :class:`ParseError` naming what the grammar did not accept."""
     try:
         return _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:

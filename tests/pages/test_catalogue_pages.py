@@ -53,3 +53,33 @@ def test_wrong_mlp_equations_rejected_with_kind(tag: str) -> None:
     (result,) = check_page(record, case, page)
     assert result.status == "fail" and result.kind == kind, \
         f"{tag} seed=0 case={case.describe()}: {result}"
+
+
+def _one_record_per_page_and_variant():
+    seen, out = set(), []
+    for r in handgrad.derivations():
+        key = (r.doc, r.equations)
+        if r.doc and key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("page_record", _one_record_per_page_and_variant(), ids=lambda r: r.name)
+def test_no_equation_of_the_catalogue_fails(page_record) -> None:
+    """Every evaluated equation passes on every page (the errata records transcribe wrong code,
+    their pages are right); what is not evaluated says why."""
+    for case in cases_for(page_record, 0, 2):
+        for r in check_page(page_record, case):
+            assert r.status != "fail", f"{page_record.name} seed=0 case={case.describe()}: {r}"
+            if r.status in ("not-checkable", "skipped"):
+                assert r.message, f"{page_record.name} {r.tag}: {r.status} without a reason"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", (1, 2, 3))
+@pytest.mark.parametrize("page_record", _one_record_per_page_and_variant(), ids=lambda r: r.name)
+def test_no_equation_fails_at_more_seeds(page_record, seed: int) -> None:
+    for case in cases_for(page_record, seed, 4):
+        for r in check_page(page_record, case):
+            assert r.status != "fail", f"{page_record.name} seed={seed} case={case.describe()}: {r}"
