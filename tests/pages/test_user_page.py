@@ -69,3 +69,16 @@ def test_page_wrong_and_code_right_points_at_the_page():
     assert (six.status, six.kind, six.code, six.transcription) == ("fail", "sign", "pass", "page")
     assert any("the code is right at (6) and the page is not [sign]" in d
                for d in report.diagnoses)
+
+
+def test_json_rows_carry_check_equation_and_the_tag(capsys):
+    import json
+
+    from handgrad import cli
+
+    cli.main(["check", "two-layer-first-attempt", "--path", "tests/corpus/pages/records.py",
+              "--cases", "1", "--json"])
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["check"] == "equation"]
+    assert sorted(r["tag"] for r in rows) == sorted(str(i) for i in range(1, 12))
+    six = next(r for r in rows if r["tag"] == "6")
+    assert (six["tensor"], six["status"], six["kind"]) == (r"\delta^{(2)}", "fail", "sign")
