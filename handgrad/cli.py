@@ -14,7 +14,7 @@ import torch
 
 from handgrad import config, contain, parallel, scaffold
 from handgrad.adapt.functions import DEVICE_VARIABLE
-from handgrad.discovery import discover_sources
+from handgrad.discovery import discover_sources, select
 from handgrad.report import Report
 from handgrad.views import html_report, site, summary, terminal
 
@@ -52,27 +52,51 @@ def build_parser() -> argparse.ArgumentParser:
                    "(cuda, cuda:1; default: each record's own, cpu)")
     p.add_argument("--html", metavar="DIR", type=Path,
                    help="also write the visual report into DIR (see handgrad report)")
+    p.add_argument("--watch", action="store_true",
+                   help="stay running: re-check the records whose file, page or reference "
+                        "changed on each save (Ctrl-C stops)")
     return p
 
 
-def select(records, names: list[str]):
-    """The (path, record) pairs whose name is one of ``names`` or starts with one."""
-    if not names:
-        return records, []
-    chosen = [(p, r) for p, r in records
-              if any(r.name == n or r.name.startswith(n) for n in names)]
-    unknown = [n for n in names
-               if not any(r.name == n or r.name.startswith(n) for _, r in records)]
-    return chosen, unknown
+def watch(args: argparse.Namespace, paths: list[str] | None) -> int:
+    """``handgrad check --watch``: print each round's lines as ``handgrad check`` would."""
+    from handgrad import watch as watching
+
+    options = parallel.Options(seed=args.seed, cases=args.cases, dims=args.dims,
+                               data_seed=args.data_seed if args.dims else None)
+
+    def show(batch: watching.Batch) -> None:
+        if batch.changed:
+            print(f"\nchanged: {', '.join(str(c) for c in batch.changed)}", flush=True)
+        for b in batch.broken:
+            print(f"error: {b.module}: {' '.join(b.message.split())}", flush=True)
+        if batch.reports:
+            display = terminal.Display(batch.names, args.verbose, linear=batch.linear)
+            for report in batch.reports:
+                display.finished(report)
+            display.close(batch.reports, batch.done - batch.seen, len(batch.broken))
+        elif not batch.broken:
+            print("no record to check in the changed files", flush=True)
+
+    watcher = watching.Watcher(paths, args.names, options, show)
+    if not watcher.record_files():
+        print("handgrad check --watch: no record files: give --path DIR, or set "
+              "[tool.handgrad] paths in your pyproject.toml", file=sys.stderr)
+        return 2
+    print(f"watching {', '.join(str(p) for p in watcher.paths)} (Ctrl-C stops)", flush=True)
+    watching.run(watcher)
+    return 0
 
 
-USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json]
-       handgrad page PAGE [--bind BINDING.toml] [--seed S] [--cases K] [--json]
+USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json] [--watch]
+       handgrad bench [NAME ...] [--path DIR] [--dims N=256,D=512] [--scale DIM=LO:HI]
+                      [--json FILE] [--html DIR]
+       handgrad page PAGE [--bind BINDING.toml] [--path DIR] [--seed S] [--cases K] [--json]
        handgrad report [NAME ...] [--path DIR] --html DIR [--bench FILE]
        handgrad new NAME [--path DIR]
        handgrad grade --records STAFF_PATH SUBMISSION_DIR ... [-j N] [--html DIR]
-(handgrad check --help, handgrad page --help, handgrad report --help, handgrad new --help,
- handgrad grade --help)"""
+(handgrad check --help, handgrad bench --help, handgrad page --help, handgrad report --help,
+ handgrad new --help, handgrad grade --help)"""
 
 
 WORDS = {"pass": "right", "fail": "WRONG", "not-checkable": "not checkable",
@@ -151,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         return report(argv[1:])
     if argv and argv[0] == "page":
         return page(argv[1:])
+    if argv and argv[0] == "bench":
+        from handgrad.bench import cli as bench_cli
+
+        return bench_cli.main(argv[1:])
     if argv and argv[0] == "grade":
         from handgrad.grade import cli as grade_cli
 
@@ -161,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     contain.watch_interrupts()
     args = build_parser().parse_args(argv[1:])
     paths = [p for group in args.path for p in group] if args.path else None
+    if args.watch:
+        extra = [flag for flag, given in (("--json", args.json), ("--html", args.html),
+                                          ("--timeout", args.timeout), ("-j", args.jobs != 1),
+                                          ("--summary-csv", args.summary_csv),
+                                          ("--summary-json", args.summary_json)) if given]
+        if extra:
+            print(f"handgrad check --watch prints each round's lines in one process; it does "
+                  f"not take {', '.join(extra)}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(1)
+        return watch(args, paths)
     sources = discover_sources(paths)
     records = [(path, r) for path, rs, _ in sources for r in rs]
     broken = [b for _, _, bs in sources for b in bs]

@@ -312,6 +312,17 @@ def derivations(paths: Iterable[str | Path] | None = None) -> list[Derivation]:
     return discover(paths)[0]
 
 
+def select(records, names: list[str]):
+    """The (path, record) pairs whose name is one of ``names`` or starts with one."""
+    if not names:
+        return records, []
+    chosen = [(p, r) for p, r in records
+              if any(r.name == n or r.name.startswith(n) for n in names)]
+    unknown = [n for n in names
+               if not any(r.name == n or r.name.startswith(n) for _, r in records)]
+    return chosen, unknown
+
+
 def find(name: str, paths: Iterable[str | Path] | None = None) -> Derivation:
     found = derivations(paths)
     records = {r.name: r for r in found}

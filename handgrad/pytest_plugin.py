@@ -11,7 +11,15 @@ file:
 - ``NAME[eq-TAG]`` for every tagged equation of a right record's page (its ``page``, else its
   ``doc``): the equation holds on every sampled case (an equation outside the page language is
   reported skipped, naming the construct);
-- ``FILE[import]`` when the file does not import, with the error.
+- ``FILE[import]`` when the file does not import, with the error;
+- ``NAME[bench-<kind>-<dtype>-<dims>]`` for every right record with ``bench`` dims: its hand
+  code against autograd (``handgrad.bench.pairs``: backward, and jvp, hvp or Function where the
+  record has them), the two sides interleaved by rounds with pytest-benchmark's fixture. Timed
+  with ``--benchmark-enable`` (and ``-n 0``); otherwise each side runs once, a smoke test that
+  the two agree. The GEMM roof is timed before the first and after the last of them, and the
+  summary at the end (``handgrad.bench.table``) gives the ratio of medians with its spread,
+  GFLOP/s, the roof fraction and the machine. Under pytest-xdist pytest-benchmark turns itself
+  off, so ``--benchmark-enable`` with ``-n N`` says, loudly, that benchmarks need ``-n 0``.
 
 Options: ``--grad-seed`` (seed of the case sampler), ``--grad-cases`` (cases per record),
 ``--grad-path`` (record folder or file, repeatable). The paths are added to what a plain
@@ -26,6 +34,7 @@ them skipped (``--benchmark-only`` skips every test that is not a benchmark) or 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +71,87 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _PATHS = pytest.StashKey[list]()
+_ROOF = pytest.StashKey[set]()
+"""The dtypes whose GEMM roof this run has timed."""
+
+
+def _xdist_blocks_benchmarks(config: pytest.Config) -> bool:
+    """--benchmark-enable asked for, under pytest-xdist (where pytest-benchmark disables
+    itself: ``-n auto`` in this repository's addopts)."""
+    asked = config.getoption("benchmark_enable", False) and not config.getoption(
+        "benchmark_skip", False)
+    return bool(asked and (config.getoption("dist", "no") != "no"
+                           or os.environ.get("PYTEST_XDIST_WORKER")))
+
+
+XDIST_MESSAGE = ("benchmarks DID NOT RUN: pytest-xdist is active (-n), and pytest-benchmark "
+                 "turns itself off under it, so every benchmark only ran once as a smoke test. "
+                 "Benchmarks need one process: add -n 0 (pytest --benchmark-enable -n 0).")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return f"handgrad: {XDIST_MESSAGE}" if _xdist_blocks_benchmarks(config) else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Saved benchmark runs (``--benchmark-save``, ``--benchmark-json``) record the SIMD level,
+    the BLAS libraries with the kernels they chose and the thread counts, beside
+    pytest-benchmark's own CPU fields."""
+    from handgrad.bench import machine
+
+    machine_info["handgrad"] = machine()
+
+
+def _bench_session(config: pytest.Config):
+    """handgrad's view of pytest-benchmark's session (None when the plugin is off)."""
+    from handgrad.bench.runner import Bench
+
+    bs = getattr(config, "_benchmarksession", None)
+    if bs is None:
+        return None
+    return Bench(bs.options, bs.benchmarks, bs.logger, disabled=bs.disabled)
+
+
+def _time_roofs(config: pytest.Config, bench, dtypes, when: str) -> None:
+    from handgrad.bench.runner import time_roof
+
+    for dtype in dtypes:
+        for library in ("numpy", "torch"):
+            time_roof(bench, dtype, library, when)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus):
+    """The last GEMM probes, before pytest-benchmark saves its JSON."""
+    timed = session.config.stash.get(_ROOF, set())
+    bench = _bench_session(session.config) if timed else None
+    if bench is not None and not bench.disabled:
+        _time_roofs(session.config, bench, sorted(timed), "last")
+    yield
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """The machine, then hand/autograd median-time ratio with its spread, GFLOP/s and roof
+    fraction of every benchmark group, then the cost exponent of every scaling series; or, under
+    xdist with --benchmark-enable, that nothing was timed and why."""
+    if _xdist_blocks_benchmarks(config) and not hasattr(config, "workerinput"):
+        terminalreporter.section("handgrad benchmarks", red=True, bold=True)
+        terminalreporter.write_line(XDIST_MESSAGE, red=True, bold=True)
+        return
+    session = getattr(config, "_benchmarksession", None)
+    benchmarks = getattr(session, "benchmarks", []) or []
+    if not benchmarks:
+        return
+    from handgrad.bench import machine, summary
+    from handgrad.bench.runner import load_lines
+
+    info = machine()
+    lines = summary(benchmarks, info)
+    if lines:
+        terminalreporter.section("hand / autograd (median times, same run)")
+        for line in lines + load_lines(benchmarks, info):
+            terminalreporter.write_line(line)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -124,6 +214,14 @@ class RecordFile(pytest.File):
                 yield RecordItem.from_parent(self, name=f"{record.name}[eq-{tag}]",
                                              record=record, seed=seed, count=count, line=line,
                                              equation=tag)
+        benched = [r for r in records if r.expect != "reject" and r.bench]
+        if benched:
+            from handgrad.bench.pairs import dims_text, plan
+
+            for record, dims, dtype, kind in plan(benched):
+                yield BenchItem.from_parent(
+                    self, name=f"{record.name}[bench-{kind}-{dtype}-{dims_text(dims)}]",
+                    record=record, line=_line_of(record.name, lines), bench=(dims, dtype, kind))
 
 
 def _file_marks(path: Path) -> dict[str | None, list]:
@@ -175,7 +273,7 @@ class RecordCheckError(Exception):
 
 class RecordItem(pytest.Item):
     def __init__(self, *, record=None, case=None, seed=0, count=4, broken=None, line=0,
-                 equation=None, **kwargs):
+                 equation=None, bench=None, **kwargs):
         # pytest >= 9.2 keeps a structured id: "name[params]" parsed from the cache (--lf,
         # --sw) splits at the bracket, so the item's own id must be built the same way.
         base, bracket, params = kwargs["name"].partition("[")
@@ -187,6 +285,7 @@ class RecordItem(pytest.Item):
                                                                        count, broken)
         self.line = line
         self.equation = equation
+        self.bench = bench
 
     def runtest(self) -> None:
         from handgrad.check import check, check_case
@@ -248,3 +347,28 @@ class RecordItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, self.line, f"{self.path.name}::{self.name}"
+
+
+class BenchItem(RecordItem):
+    """A record's hand code against autograd, timed by pytest-benchmark (see the module
+    docstring); ``self.bench`` is (dims, dtype, kind)."""
+
+    # pytest-benchmark reads this: --benchmark-only keeps the item, --benchmark-skip skips it.
+    fixturenames = ("benchmark",)
+
+    def runtest(self) -> None:
+        from handgrad.bench.pairs import pair
+        from handgrad.bench.runner import time_pair
+
+        dims, dtype, kind = self.bench
+        bench = _bench_session(self.config)
+        if bench is None:  # -p no:benchmark: a smoke run
+            built = pair(self.record, dims, dtype, kind)
+            built.agree(built.hand(), built.autograd())
+            return
+        if not bench.disabled:
+            timed = self.config.stash.setdefault(_ROOF, set())
+            if dtype not in timed:
+                _time_roofs(self.config, bench, [dtype], "first")
+                timed.add(dtype)
+        time_pair(bench, pair(self.record, dims, dtype, kind), self.nodeid)

@@ -1,4 +1,4 @@
-"""The benchmark summary's machine lines and cost exponents (handgrad/bench.py): parsed from
+"""The benchmark summary's machine lines and cost exponents (handgrad/bench/): parsed from
 given /proc/cpuinfo texts and synthetic timings whose exponent is known."""
 
 from __future__ import annotations

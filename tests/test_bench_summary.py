@@ -1,5 +1,5 @@
-"""The benchmark summary (handgrad/bench.py) on hand-made benchmark records: the ratio, GFLOP/s
-and roof fraction it prints must follow from the medians and FLOP counts it is given."""
+"""The benchmark summary (handgrad/bench/table.py) on hand-made benchmark records: the ratio,
+GFLOP/s and roof fraction it prints must follow from the medians and FLOP counts it is given."""
 
 from __future__ import annotations
 
@@ -38,9 +38,22 @@ def test_group_line_has_ratio_rates_and_roof_fraction():
     lines = summary(session())
     conv64 = next(line for line in lines if line.startswith("conv float64"))
     # hand 4 ms, autograd 5 ms: ratio 0.80, 25 and 20 GFLOP/s, 25 % of the 100 GFLOP/s roof.
-    assert conv64.split()[2:] == ["4.000", "5.000", "0.80", "25.0", "20.0", "25%"]
+    # No quartiles in these stand-ins: the spread column says "-".
+    assert conv64.split()[2:] == ["4.000", "5.000", "0.80", "25.0", "20.0", "25%", "-"]
     conv32 = next(line for line in lines if line.startswith("conv float32"))
-    assert conv32.split()[-1] == "-"  # no float32 roof measured
+    assert conv32.split()[-2] == "-"  # no float32 roof measured
+
+
+def test_spread_is_the_ratio_range_of_the_quartiles():
+    """hand quartiles 3.8/4.4 ms, autograd 4.8/5.5 ms: ratios from 3.8/5.5 to 4.4/4.8."""
+    def quartiled(side, median, q1, q3):
+        return SimpleNamespace(group="g", extra_info={"side": side, "dtype": "float64"},
+                               stats=SimpleNamespace(median=median, rounds=9, q1=q1, q3=q3))
+
+    lines = summary([quartiled("hand", 4e-3, 3.8e-3, 4.4e-3),
+                     quartiled("autograd", 5e-3, 4.8e-3, 5.5e-3)])
+    line = next(line for line in lines if line.startswith("g "))
+    assert line.split()[-3:] == [f"{3.8 / 5.5:.2f}", "-", f"{4.4 / 4.8:.2f}"]
 
 
 def test_groups_without_both_sides_or_rounds_are_left_out():

@@ -1,98 +1,18 @@
-"""Hand Jacobian- and Hessian-vector products against torch, and RTRL against BPTT.
+"""RTRL against BPTT: the same gradient at growing hidden sizes.
 
-As in ``tests/test_benchmarks.py``, each group holds exactly two benchmarks of the same
-computation, shape and dtype, run one right after the other: the hand forward and ``jvp`` against
-``torch.func.jvp`` of the reference, the hand forward and ``hvp`` against the reference's double
-backward (or the record's ``hvp_reference``, for a curvature product that is not the Hessian), at
-every ``bench`` dims of a record that has them. ``extra_info`` tags them for the summary
-(``handgrad/bench.py``). RTRL and BPTT compute the same gradient at growing hidden sizes; each is
-tagged as a scaling ``series``, and the summary fits its cost exponent in the hidden size. The
-default run passes ``--benchmark-disable``, which runs each body once as a smoke test.
+The hand jvp and hvp of every record with ``bench`` dims are timed against ``torch.func.jvp`` and
+double backward by handgrad's plugin (``NAME[bench-jvp-...]`` items, ``handgrad/bench/pairs.py``)
+and by ``handgrad bench``. Here each method is tagged as a scaling ``series``, and the summary
+(``handgrad/bench/table.py``) fits its cost exponent in the hidden size. The default run passes
+``--benchmark-disable``, which runs each body once as a smoke test.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
-import handgrad
 from derivations import rnn, rnn_forward
-from handgrad.autograd import run_reference, to_tensors
 from handgrad.cases import Case, build_inputs, upstream
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """(record, dims, dtype, product) for every record with a hand jvp or hvp and bench dims."""
-    if "linear_case" in metafunc.fixturenames:
-        params = [pytest.param((r, dims, dtype, product),
-                               id=f"{r.name}-{product}-{dtype}-" +
-                               ",".join(f"{k}={v}" for k, v in dims.items()))
-                  for r in handgrad.derivations() for dims in r.bench
-                  for product in ("jvp", "hvp") if getattr(r, product) is not None
-                  for dtype in ("float64", "float32")]
-        metafunc.parametrize("linear_case", params)
-
-
-def directions(record, inputs: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    """A seeded direction for every differentiable input, uniform on [-1, 1)."""
-    rng = np.random.default_rng(1)
-    return {k: rng.uniform(-1.0, 1.0, np.shape(inputs[k])).astype(dtype)
-            for k in record.differentiable}
-
-
-@pytest.mark.parametrize("side", ["hand", "autograd"])
-def test_linearisation(benchmark, linear_case, side):
-    record, dims, dtype, product = linear_case
-    case = Case.of(dims, 0, "bench")
-    inputs = build_inputs(record, case, dtype)
-    out, _ = record.forward(**inputs)
-    dout = upstream(np.shape(out), case, dtype)
-    v = directions(record, inputs, dtype)
-    benchmark.group = f"{record.name} {product} {dtype} " + \
-        ",".join(f"{k}={v}" for k, v in dims.items())
-    benchmark.extra_info.update(side=side, dtype=dtype, flops=None, product=product)
-    names = record.differentiable
-    if side == "hand":
-
-        def hand():
-            _, cache = record.forward(**inputs)
-            if product == "jvp":
-                return record.jvp(v, cache)
-            return record.hvp(dout, v, cache)
-
-        result = benchmark(hand)
-        if product == "hvp":
-            assert set(result) == set(names)
-        return
-    tensors = to_tensors(record, inputs, dtype)
-    v_tensors = {k: torch.from_numpy(v[k]) for k in names}
-    up = torch.from_numpy(np.array(dout))
-    if product == "jvp":
-        fixed = {k: t for k, t in tensors.items() if k not in names}
-
-        def program(*args):
-            out, _ = run_reference(record, {**fixed, **dict(zip(names, args))})
-            return out
-
-        primals = tuple(tensors[k].detach() for k in names)
-        tangents = tuple(v_tensors[k] for k in names)
-        result = benchmark(lambda: torch.func.jvp(program, primals, tangents)[1])
-        assert result.shape == np.shape(out)
-    elif record.hvp_reference is not None:
-        result = benchmark(record.hvp_reference, tensors, up, v_tensors)
-        assert set(result) == set(names)
-    else:
-        leaves = [tensors[k] for k in names]
-
-        def double_backward():
-            out, _ = run_reference(record, tensors)
-            grads = torch.autograd.grad((out * up).sum(), leaves, create_graph=True)
-            inner = sum((g * v_tensors[k]).sum() for g, k in zip(grads, names))
-            return torch.autograd.grad(inner, leaves)
-
-        assert len(benchmark(double_backward)) == len(leaves)
-
 
 HIDDEN_SIZES = (16, 32, 64, 96)
 RTRL_DIMS = {"T": 16, "B": 2, "D": 8, "C": 4}

@@ -276,3 +276,22 @@ def bench(groups: list[tuple[str, float, float]]) -> str:
         ax.set_xlim(right=float(max(hand.max(), auto.max())) * 3)
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return image(fig, "benchmark medians, hand against autograd")
+
+
+def scaling(series: dict[str, list[tuple[float, float]]], exponents: dict[str, float],
+            dim: str) -> str:
+    """Median seconds against size on log-log axes, one line per series, each labelled with
+    its fitted cost exponent (the slope of the line)."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(6.4, 3.6)
+        ax = fig.add_subplot()
+        for i, (name, points) in enumerate(sorted(series.items())):
+            sizes, seconds = zip(*sorted(points))
+            ax.plot(sizes, np.array(seconds) * 1e3, "o-", color=COLOURS[i % len(COLOURS)],
+                    label=f"{name}: exponent {exponents[name]:.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{dim} (log scale)")
+        ax.set_ylabel("median time (ms, log scale)")
+        ax.legend(frameon=False)
+    return image(fig, f"median time against {dim}, log-log, with fitted exponents")

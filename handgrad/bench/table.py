@@ -1,27 +1,32 @@
-"""The benchmark summary: per group hand and autograd medians, their ratio, GFLOP/s, roof fraction.
+"""The benchmark summary: per group hand and autograd medians, their ratio with its spread,
+GFLOP/s, roof fraction.
 
-``tests/test_benchmarks.py`` tags every benchmark with ``extra_info``: ``side`` ("hand",
-"autograd" or "roof"; a roof also names its ``library``), ``dtype`` and ``flops`` (the record's
-:attr:`Derivation.flops` at the benchmarked dims, the same count for hand and autograd). The
-``roof`` benchmarks time a large square matrix product, NumPy's and torch's, in each dtype (at
-the start and at the end of the run); the best of their medians is the machine's GEMM rate in
-that session, and each hand kernel is reported as a fraction of it.
-Everything comes from the same run, so a busy machine lowers the roof along with the kernels.
-Because the tags travel in ``extra_info``, they are saved with ``--benchmark-save`` too.
+Every benchmark of handgrad (``handgrad bench``, the pytest plugin's benchmark items, the
+scaling series of ``tests/test_benchmarks_linearise.py``) carries ``extra_info``: ``side``
+("hand", "autograd" or "roof"; a roof also names its ``library``), ``dtype`` and ``flops`` (the
+record's :attr:`Derivation.flops` at the benchmarked dims, the same count for hand and
+autograd). The ``roof`` benchmarks time a large square matrix product, NumPy's and torch's, in
+each dtype (at the start and at the end of the run); the best of their medians is the machine's
+GEMM rate in that session, and each hand kernel is reported as a fraction of it. Everything
+comes from the same run, so a busy machine lowers the roof along with the kernels. Because the
+tags travel in ``extra_info``, they are saved in pytest-benchmark's JSON too, and
+:func:`from_json` reads them back.
 
-A ratio depends on the machine (an AVX-512 CPU or another BLAS kernel moves it a lot), so the
-summary opens with the machine it ran on (:func:`machine`). Benchmarks that time one computation
-at growing sizes tag ``series`` and ``size``; the summary fits each series' cost exponent
-(:func:`cost_exponent`).
+The spread of a ratio: hand's first and third quartiles over autograd's third and first, the
+ratios the middle half of each side's rounds allow. A ratio depends on the machine, so the
+summary opens with the machine it ran on (:func:`handgrad.bench.host.machine`). Benchmarks that
+time one computation at growing sizes tag ``series`` and ``size``; the summary fits each
+series' cost exponent (:func:`cost_exponent`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from types import SimpleNamespace
+
+from handgrad.bench.host import machine, machine_lines
 
 SIDES = ("hand", "autograd")
 
@@ -36,6 +41,8 @@ class Timing:
     dtype: str
     flops: float | None
     median: float
+    q1: float | None = None
+    q3: float | None = None
 
     @property
     def gflops(self) -> float | None:
@@ -51,7 +58,8 @@ def timings(benchmarks: Iterable) -> list[Timing]:
         stats = getattr(bench, "stats", None)
         if "side" in info and stats is not None and stats.rounds:
             out.append(Timing(bench.group, info["side"], info.get("library", ""),
-                              info["dtype"], info.get("flops"), stats.median))
+                              info["dtype"], info.get("flops"), stats.median,
+                              getattr(stats, "q1", None), getattr(stats, "q3", None)))
     return out
 
 
@@ -64,71 +72,35 @@ def gemm_rates(measured: Iterable[Timing]) -> dict[str, float]:
     return rates
 
 
+def from_json(data: Mapping) -> list[SimpleNamespace]:
+    """The benchmarks of a pytest-benchmark JSON (``--benchmark-json``, ``handgrad bench
+    --json``) as objects :func:`summary` reads, like the live ones: group, extra_info, stats."""
+    return [SimpleNamespace(group=b.get("group") or b["name"], name=b["name"],
+                            extra_info=b.get("extra_info") or {},
+                            stats=SimpleNamespace(**{k: v for k, v in b["stats"].items()
+                                                     if k != "data"}))
+            for b in data.get("benchmarks", [])]
+
+
+def spread(hand: Timing, auto: Timing) -> tuple[float, float] | None:
+    """The range of hand/autograd ratios the quartiles allow, or None without quartiles."""
+    if None in (hand.q1, hand.q3, auto.q1, auto.q3) or not auto.q1 or not auto.q3:
+        return None
+    return hand.q1 / auto.q3, hand.q3 / auto.q1
+
+
+def pairs(measured: Iterable[Timing]) -> list[tuple[str, Timing, Timing]]:
+    """(group, hand, autograd) for every group holding both sides, in group order."""
+    groups: dict[str, dict[str, Timing]] = {}
+    for t in measured:
+        if t.side in SIDES:
+            groups.setdefault(t.group, {})[t.side] = t
+    return [(g, sides["hand"], sides["autograd"]) for g, sides in sorted(groups.items())
+            if len(sides) == 2]
+
+
 def _rate(value: float | None) -> str:
     return "     -" if value is None else f"{value:6.1f}"
-
-
-def cpu_model(cpuinfo: str) -> str:
-    """The first ``model name`` of a /proc/cpuinfo text, or "unknown"."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            return value.strip()
-    return "unknown"
-
-
-def simd_level(cpuinfo: str) -> str:
-    """The widest vector instruction set in the ``flags`` of a /proc/cpuinfo text: "avx512"
-    (with avx512f), "avx2", "avx", "sse4.2" or "unknown"."""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            flags = set(value.split())
-            break
-    for flag, level in (("avx512f", "avx512"), ("avx2", "avx2"), ("avx", "avx"),
-                        ("sse4_2", "sse4.2")):
-        if flag in flags:
-            return level
-    return "unknown"
-
-
-def _numpy_blas() -> str:
-    """NumPy's BLAS with the kernel it chose and its threads."""
-    import numpy  # noqa: F401 - threadpoolctl sees only the libraries already loaded
-    from threadpoolctl import threadpool_info
-
-    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    return "; ".join(f"{p['internal_api']} {p.get('version') or ''} kernel "
-                     f"{p.get('architecture') or '?'}, {p['num_threads']} threads"
-                     for p in pools) or "none found"
-
-
-def _torch_backend() -> str:
-    """torch's CPU capability (its vector kernels), BLAS and intra-op threads."""
-    import torch
-
-    blas = next((line.strip() for line in torch.__config__.parallel_info().splitlines()
-                 if "Math Kernel Library" in line or "OpenBLAS" in line), "BLAS unknown")
-    return f"torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}, " \
-        f"{blas}, {torch.get_num_threads()} threads"
-
-
-def machine(cpuinfo_path: str | Path = "/proc/cpuinfo") -> dict[str, str]:
-    """What the benchmarks ran on: CPU model, SIMD level, cores, NumPy's BLAS and kernel,
-    torch's kernels and BLAS, thread counts. Unknown parts say "unknown"."""
-    try:
-        cpuinfo = Path(cpuinfo_path).read_text()
-    except OSError:
-        cpuinfo = ""
-    return {"cpu": cpu_model(cpuinfo), "simd": simd_level(cpuinfo),
-            "cores": str(os.cpu_count() or "unknown"), "numpy": _numpy_blas(),
-            "torch": _torch_backend()}
-
-
-def machine_lines(info: Mapping[str, str]) -> list[str]:
-    return [f"machine: {info['cpu']}, {info['simd']}, {info['cores']} cores",
-            f"numpy BLAS: {info['numpy']}", f"torch: {info['torch']}"]
 
 
 def cost_exponent(sizes: Iterable[float], seconds: Iterable[float]) -> float:
@@ -162,13 +134,14 @@ def scaling_lines(benchmarks: Iterable) -> list[str]:
     return lines
 
 
-def summary(benchmarks: Iterable) -> list[str]:
+def summary(benchmarks: Iterable, info: Mapping[str, str] | None = None) -> list[str]:
     """Lines of the summary table; empty when no tagged benchmark ran.
 
     Per group holding one hand and one autograd benchmark: median milliseconds of each, the
-    ratio hand / autograd, GFLOP/s of each, and the hand GFLOP/s as a fraction of the GEMM rate
-    of its dtype (``roof``). A line per roof benchmark first says what the roof was. The
-    machine's lines open the table, and each scaling series closes it with its exponent.
+    ratio hand / autograd, GFLOP/s of each, the hand GFLOP/s as a fraction of the GEMM rate
+    of its dtype (``roof``) and the ratio's spread (:func:`spread`). A line per roof benchmark
+    first says what the roof was. The machine's lines (``info``, default this machine's) open
+    the table, and each scaling series closes it with its exponent.
     """
     benchmarks = list(benchmarks)
     measured = timings(benchmarks)
@@ -178,23 +151,20 @@ def summary(benchmarks: Iterable) -> list[str]:
     if rates:
         lines.append("GEMM rate (the roof): " + ", ".join(f"{d} {r:.1f} GFLOP/s"
                                                           for d, r in sorted(rates.items())))
-    groups: dict[str, dict[str, Timing]] = {}
-    for t in measured:
-        if t.side in SIDES:
-            groups.setdefault(t.group, {})[t.side] = t
-    pairs = [(g, sides) for g, sides in sorted(groups.items()) if len(sides) == 2]
-    if pairs:
+    paired = pairs(measured)
+    if paired:
         lines.append(f"{'group':60s} {'hand ms':>9s} {'autograd ms':>11s} {'ratio':>6s} "
-                     f"{'hand GF/s':>9s} {'auto GF/s':>9s} {'roof':>5s}")
-    for group, sides in pairs:
-        hand, auto = sides["hand"], sides["autograd"]
+                     f"{'hand GF/s':>9s} {'auto GF/s':>9s} {'roof':>5s} {'ratio spread':>12s}")
+    for group, hand, auto in paired:
         roof = rates.get(hand.dtype)
         fraction = "    -" if hand.gflops is None or not roof else f"{hand.gflops / roof:5.0%}"
+        band = spread(hand, auto)
         lines.append(f"{group:60s} {hand.median * 1e3:9.3f} {auto.median * 1e3:11.3f} "
                      f"{hand.median / auto.median:6.2f} {_rate(hand.gflops):>9s} "
-                     f"{_rate(auto.gflops):>9s} {fraction}")
+                     f"{_rate(auto.gflops):>9s} {fraction} "
+                     + ("           -" if band is None else f"{band[0]:5.2f} - {band[1]:4.2f}"))
     lines += scaling_lines(benchmarks) + sandbox_lines(benchmarks)
-    return machine_lines(machine()) + lines if lines else []
+    return machine_lines(info or machine()) + lines if lines else []
 
 
 SANDBOX_SIDES = ("uncontained start", "contained start", "submission")
