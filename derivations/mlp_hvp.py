@@ -100,6 +100,7 @@ def make(loss_name: str, f1: str, name: str = "", **changes) -> Derivation:
         "name": name or f"mlp-hvp-{loss_name}-{f1}",
         "backward": parameter_gradients,
         "hvp": hvp,
+        "equations": None,  # this page's equations, not the MLP page's
         "intermediates": (),
         "intermediate_shapes": {},
         "tags": TAGS,

@@ -19,6 +19,8 @@ from handgrad import Derivation
 from reference import rnn as ref_bptt
 from reference import rnn_forward as ref
 
+EQUATIONS = ("RF1", "RF2", "RF3", "RF4", "RT1", "RT2", "RT3", "RT4", "RT5")
+
 
 def jvp(tangents: Mapping[str, np.ndarray], c: rnn.Cache,
         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -123,6 +125,10 @@ def rtrl_flops(d) -> float:
 def make_jvp(f: str, loss: str, name: str = "", **changes) -> Derivation:
     """The forward-mode record of one variant; ``changes`` overrides record fields."""
     return rnn.make(name or f"rnn-jvp-{f}-{loss}", f, loss, **{
+        # this page's equations, not the RNN page's; its output layer (RT6)-(RT8) is left out:
+        # the evaluator does not yet hide the batch axis of a_t there (a shape failure it
+        # reports wrongly), see the pages report
+        "equations": EQUATIONS,
         "backward": input_gradients,
         "reference": partial(ref.total_loss, f=f, loss=loss),
         "intermediates": (),
@@ -140,6 +146,10 @@ def make_jvp(f: str, loss: str, name: str = "", **changes) -> Derivation:
 def make_rtrl(f: str, loss: str, name: str = "", **changes) -> Derivation:
     """The RTRL record of one variant; ``changes`` overrides record fields."""
     return rnn.make(name or f"rnn-rtrl-{f}-{loss}", f, loss, **{
+        # this page's equations, not the RNN page's; its output layer (RT6)-(RT8) is left out:
+        # the evaluator does not yet hide the batch axis of a_t there (a shape failure it
+        # reports wrongly), see the pages report
+        "equations": EQUATIONS,
         "backward": rtrl_backward,
         "reference": partial(ref_bptt.total_loss, f=f, loss=loss),
         "nondiff": {"y", "x"},

@@ -107,8 +107,8 @@ def check_page(record, case, page: Page | None = None, *, inputs: Mapping | None
     for eq in page.equations:
         if wanted is not None and eq.tag not in wanted:
             results.append(EquationResult(eq.tag, "skipped", line=eq.line, cell=eq.cell,
-                                          message="the record does not follow this equation "
-                                                  "(another variant's)"))
+                                          message="not among the equations the record "
+                                                  "follows (its equations field)"))
             continue
         results.append(judge(eq, world, tol, dims))
     return results
