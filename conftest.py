@@ -19,3 +19,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     derivations/ by path ([tool.handgrad] in pyproject.toml)."""
     if "record" in metafunc.fixturenames:
         metafunc.parametrize("record", handgrad.derivations(), ids=lambda r: r.name)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """The plugin's one item per page equation (``NAME[eq-TAG]``, about 970 over the catalogue,
+    100 s on one core) runs in the slow set here; the default run checks the pages through the
+    records' own equation check and tests/pages."""
+    for item in items:
+        if "[eq-" in item.name:
+            item.add_marker(pytest.mark.slow)

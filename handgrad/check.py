@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from handgrad import contain, reconcile
+from handgrad import contain, reconcile, transcription
 from handgrad.autograd import autograd_oracle
 from handgrad.blame import output_shape_behind_exception
 from handgrad.caserun import CaseRun, guarded
@@ -55,6 +55,7 @@ def assemble(record: Derivation, results: list[Result]) -> Report:
     report.results += coverage(record, report.results)
     if report.failures and report.rejected:
         report.diagnoses += localise(record, report)
+    report.diagnoses += transcription.notes(record, report)
     return report
 
 

@@ -91,11 +91,59 @@ def watch(args: argparse.Namespace, paths: list[str] | None) -> int:
 USAGE = """usage: handgrad check [NAME ...] [--path DIR] [--seed S] [--cases K] [--json] [--watch]
        handgrad bench [NAME ...] [--path DIR] [--dims N=256,D=512] [--scale DIM=LO:HI]
                       [--json FILE] [--html DIR]
+       handgrad page PAGE [--bind BINDING.toml] [--path DIR] [--seed S] [--cases K] [--json]
        handgrad report [NAME ...] [--path DIR] --html DIR [--bench FILE]
        handgrad new NAME [--path DIR]
        handgrad grade --records STAFF_PATH SUBMISSION_DIR ... [-j N] [--html DIR]
-(handgrad check --help, handgrad bench --help, handgrad report --help, handgrad new --help,
- handgrad grade --help)"""
+(handgrad check --help, handgrad bench --help, handgrad page --help, handgrad report --help,
+ handgrad new --help, handgrad grade --help)"""
+
+
+WORDS = {"pass": "right", "fail": "WRONG", "not-checkable": "not checkable",
+         "unbound": "not bound"}
+
+
+def page(argv: list[str]) -> int:
+    """``handgrad page``: a page's equations marked with their verdicts, section by section."""
+    from handgrad import binding
+
+    p = argparse.ArgumentParser(prog="handgrad page",
+                                description="Check a page's tagged equations and print the page "
+                                            "marked: each equation right, wrong (with the kind) "
+                                            "or not checkable (with the construct).")
+    p.add_argument("page", type=Path, help="a Markdown page or a Jupyter notebook")
+    p.add_argument("--bind", type=Path, metavar="BINDING.toml",
+                   help="binds the page's letters to records (see handgrad.binding); default: "
+                        "the records whose page it is")
+    p.add_argument("--seed", type=int, default=0, help="seed of the case sampler (default 0)")
+    p.add_argument("--cases", type=int, default=2, help="cases per record (default 2)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one row per equation")
+    p.add_argument("--path", action="append", default=None, metavar="PATH",
+                   help="folder or .py file of records (as for handgrad check)")
+    args = p.parse_args(argv)
+    try:
+        marked = binding.check_bound(args.page, args.bind, seed=args.seed, cases=args.cases,
+                                     paths=args.path)
+    except Exception as exc:  # noqa: BLE001 - a page or binding that does not load: say which
+        print(f"handgrad page: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([{"check": "equation", **m.__dict__} for m in marked], indent=1))
+    else:
+        heading = None
+        print(f"== {args.page}" + (f" (bound by {args.bind})" if args.bind else ""))
+        for m in marked:
+            if m.section != heading:
+                heading = m.section
+                print(f"\n## {heading}")
+            word = WORDS[m.status] + (f" [{m.kind}]" if m.kind else "")
+            print(f"  ({m.tag})".ljust(10) + f"{word:<22} {m.latex}")
+            if m.message and m.status != "pass":
+                print(" " * 10 + m.message)
+        counts = binding.summary(marked)
+        print(f"\n{counts['pass']} right, {counts['fail']} wrong, {counts['not-checkable']} "
+              f"not checkable, {counts['unbound']} not bound, of {len(marked)} equations")
+    return 1 if any(m.status == "fail" for m in marked) else 0
 
 
 def new(argv: list[str]) -> int:
@@ -125,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         return new(argv[1:])
     if argv and argv[0] == "report":
         return report(argv[1:])
+    if argv and argv[0] == "page":
+        return page(argv[1:])
     if argv and argv[0] == "bench":
         from handgrad.bench import cli as bench_cli
 
@@ -173,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     display = None if args.json else terminal.Display(
         [r.name for _, r in chosen], args.verbose,
-        linear=any(r.jvp is not None or r.hvp is not None for _, r in chosen))
+        linear=any(r.jvp is not None or r.hvp is not None for _, r in chosen),
+        page=any(r.reference is not None and (r.page or r.doc) for _, r in chosen))
     done: dict[int, Report] = {}
     shown = 0
 

@@ -8,6 +8,9 @@ file:
 - ``NAME[coverage]`` for every right record: every gradient was exercised (not vacuous);
 - ``NAME[rejected]`` for every record transcribing a known error: rejected, with its
   ``expect_kind`` when it has one;
+- ``NAME[eq-TAG]`` for every tagged equation of a right record's page (its ``page``, else its
+  ``doc``): the equation holds on every sampled case (an equation outside the page language is
+  reported skipped, naming the construct);
 - ``FILE[import]`` when the file does not import, with the error;
 - ``NAME[bench-<kind>-<dtype>-<dims>]`` for every right record with ``bench`` dims: its hand
   code against autograd (``handgrad.bench.pairs``: backward, and jvp, hvp or Function where the
@@ -207,6 +210,10 @@ class RecordFile(pytest.File):
                                              record=record, case=case, line=line)
             yield RecordItem.from_parent(self, name=f"{record.name}[coverage]", record=record,
                                          seed=seed, count=count, line=line)
+            for tag in _page_tags(record):
+                yield RecordItem.from_parent(self, name=f"{record.name}[eq-{tag}]",
+                                             record=record, seed=seed, count=count, line=line,
+                                             equation=tag)
         benched = [r for r in records if r.expect != "reject" and r.bench]
         if benched:
             from handgrad.bench.pairs import dims_text, plan
@@ -235,11 +242,29 @@ def _file_marks(path: Path) -> dict[str | None, list]:
     return {None: listed(marks)}
 
 
+def _page_tags(record) -> list[str]:
+    """The tags of the equations of the record's page that it follows (none without a
+    reference, which an equation is judged against, or without a page)."""
+    if record.reference is None:
+        return []
+    from handgrad.pages import page_of
+
+    try:
+        page = page_of(record)
+    except Exception:  # noqa: BLE001 - the record's own items report a page that does not load
+        return []
+    wanted = record.equations
+    return [e.tag for e in page.equations if wanted is None or e.tag in wanted] if page else []
+
+
 def _line_of(name: str, lines: list[str]) -> int:
     """The 0-based line of the first quoted occurrence of a record's name in its file (0 when
     the name is built, not written)."""
     quoted = (f'"{name}"', f"'{name}'")
     return next((i for i, text in enumerate(lines) if any(q in text for q in quoted)), 0)
+
+
+_PAGE_VERDICTS: dict[tuple, list] = {}
 
 
 class RecordCheckError(Exception):
@@ -248,7 +273,7 @@ class RecordCheckError(Exception):
 
 class RecordItem(pytest.Item):
     def __init__(self, *, record=None, case=None, seed=0, count=4, broken=None, line=0,
-                 bench=None, **kwargs):
+                 equation=None, bench=None, **kwargs):
         # pytest >= 9.2 keeps a structured id: "name[params]" parsed from the cache (--lf,
         # --sw) splits at the bracket, so the item's own id must be built the same way.
         base, bracket, params = kwargs["name"].partition("[")
@@ -259,6 +284,7 @@ class RecordItem(pytest.Item):
         self.record, self.case, self.seed, self.count, self.broken = (record, case, seed,
                                                                        count, broken)
         self.line = line
+        self.equation = equation
         self.bench = bench
 
     def runtest(self) -> None:
@@ -269,7 +295,9 @@ class RecordItem(pytest.Item):
         if self.broken is not None:
             raise RecordCheckError(f"{self.broken.module}: {self.broken.message}")
         record = self.record
-        if self.case is not None:
+        if self.equation is not None:
+            self._equation(record)
+        elif self.case is not None:
             report = Report(record.name, doc=record.doc, results=check_case(record, self.case))
             if not report.passed:
                 report.diagnoses = localise(record, report) + smallest_failing(record, report,
@@ -289,6 +317,28 @@ class RecordItem(pytest.Item):
             vacuous = [r for r in report.results if r.status == "vacuous"]
             if vacuous:
                 raise RecordCheckError("\n".join(f"{r.tensor}: {r.message}" for r in vacuous))
+
+    def _equation(self, record) -> None:
+        """The page's equation ``self.equation`` on every sampled case."""
+        from handgrad.cases import sample_cases
+        from handgrad.pages import check_page
+
+        seen = []
+        for case in sample_cases(record, self.seed, self.count):
+            # One evaluation of the page per record and case serves each of its equations.
+            key = (record.name, record.origin, case)
+            if key not in _PAGE_VERDICTS:
+                _PAGE_VERDICTS[key] = check_page(record, case)
+            e = next(e for e in _PAGE_VERDICTS[key] if e.tag == self.equation)
+            if e.status == "fail":
+                raise RecordCheckError(
+                    f"({e.tag}) {e.lhs} = ... is wrong on the page [{e.kind}] in case "
+                    f"{case.describe()}, data seed {case.data_seed}: {e.message} (line "
+                    f"{e.line}); reproduce: handgrad check {record.name} --dims "
+                    f"{case.describe()} --data-seed {case.data_seed}")
+            seen.append(e)
+        if all(e.status in ("not-checkable", "skipped") for e in seen):
+            pytest.skip(f"({self.equation}) not checked: {seen[0].message}")
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, RecordCheckError):

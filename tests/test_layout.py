@@ -30,7 +30,8 @@ MODULES = {
                      "cases", "contract", "randomness", "compare", "report", "diagnose",
                      "coverage", "autograd", "caserun", "discovery", "mutations", "scaffold"],
                     BOTTOM),
-    **dict.fromkeys(["check", "reconcile", "localise", "blame", "parallel", "watch"], CHECKING),
+    **dict.fromkeys(["check", "reconcile", "localise", "blame", "parallel", "watch",
+                     "transcription", "binding"], CHECKING),
     "bench": VIEWS,
     **dict.fromkeys(["cli", "pytest_plugin"], DOORS),
 }

@@ -254,7 +254,15 @@ class World:
         letters = tuple(spell(i) for i in _split_letters(head.sub or ())) \
             if isinstance(head, Scripted) else ()
         base = spell(head.base) if isinstance(head, Scripted) else spell(head)
+        if isinstance(head, Scripted) and head.sup is not None:  # \delta^{(2)}: one per layer
+            base = spell(Scripted(head.base, None, head.sup))
         self.definitions[base] = (letters, body)
+
+    def loss_letter(self, latex: str) -> str:
+        """"L" for the page's letter of the loss (``\\mathcal L`` bound to ``L`` by the
+        record's symbols), else ``latex`` itself."""
+        bound = {canonical(k): v for k, v in (getattr(self.record, "symbols", None) or {}).items()}
+        return "L" if bound.get(latex) == "L" else latex
 
     def _array(self, name: str):
         v = self.values
@@ -326,6 +334,10 @@ class World:
         head = spell(base)
         if sup is not None:
             head += "^{" + spell(sup) + "}"
+        if head not in self.syms and head not in self.time_keys:
+            # A page without a Shapes table: a letter spelled as the code spells it (X for X)
+            # binds as the table would bind it.
+            self._bind(head, None, {}, False, self.dims.get("T"))
         items = list(sub)
         if head == "L" and items and "L_t" in self.values.value:
             return self._step_losses(), tuple(items)

@@ -137,7 +137,7 @@ class Evaluator:
 
     def gradient(self, of, wrt) -> Val:
         """Autograd's gradient of ``of`` (L, or a per-step L_t) with respect to ``wrt``."""
-        loss = spell(of)
+        loss = self.world.loss_letter(spell(of))
         if loss == "L":
             return self.symbol(wrt, gradient=True)
         if isinstance(of, Scripted) and spell(of.base) == "L" and of.sup is None \
@@ -213,10 +213,18 @@ class Evaluator:
         whole = self.world.definitions.get(spell(node))
         if whole is not None and not whole[0] and not gradient:
             return self._value(whole[1])
-        defined = self.world.definitions.get(spell(base)) if sup is None else None
+        defined = self.world.definitions.get(spell(base) if sup is None else
+                                             spell(Scripted(base, None, sup)))
         if defined is not None and not gradient:
             letters, expression = defined
             items = _split(sub)
+            if not letters and items:  # \delta^{(1)}_j: the defined array, indexed
+                v, axis = self._value(expression), 0
+                for item in items:
+                    before = len(v.pos)
+                    v = self.index(v, axis, item, 0)
+                    axis += len(v.pos) == before
+                return v
             if len(items) != len(letters):
                 raise NotCheckableError(f"{spell(node)} with {len(items)} subscripts where "
                                         f"its definition has {len(letters)}")
@@ -385,6 +393,11 @@ class Evaluator:
                 raise ShapeError(f"a sum over {letter}, an index the summand "
                                  f"{body.describe()} does not carry")
             here = self.letter_value(letter)
+            size, first = self.letters[letter]
+            if kind != "if" and first == 0:
+                # An explicit range counts as mathematics does, from 1 (sum_{i=1}^N over the
+                # N entries of an array axis, which the arrays count from 0).
+                here = V.letter_values(letter, size, 1)
             if kind == "if":
                 mask = self.iverson(bound)
             else:

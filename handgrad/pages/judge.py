@@ -14,7 +14,14 @@ import numpy as np
 from handgrad.compare import compare
 from handgrad.diagnose import diagnose
 from handgrad.pages import values as V
-from handgrad.pages.bind import OtherVariantError, Sym, Values, World, reference_values
+from handgrad.pages.bind import (
+    OtherVariantError,
+    Sym,
+    Values,
+    World,
+    canonical,
+    reference_values,
+)
 from handgrad.pages.evaluate import Evaluator
 from handgrad.pages.loader import Equation, Page, load_page
 from handgrad.pages.parser import ParseError, Relation, Wrap, parse, spell
@@ -122,6 +129,9 @@ def _bind_loss(world: World, values: Values) -> None:
     gradient as its gradient."""
     if "L" not in world.syms and np.ndim(values.out) == 0:
         world.syms["L"] = Sym("L", np.asarray(values.out), None)
+    for latex, name in (getattr(world.record, "symbols", None) or {}).items():
+        if name == "L" and "L" in world.syms:  # the page's own letter for the loss
+            world.syms.setdefault(canonical(latex), world.syms["L"])
     if "O" not in world.syms and "(output)" in values.value:
         world.syms["O"] = Sym("O", values.value["(output)"], values.grad.get("(output)"))
 

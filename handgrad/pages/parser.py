@@ -333,6 +333,8 @@ def _spell(node) -> str:
         return f"{_spell(node.left)}{node.op}{_spell(node.right)}"
     if isinstance(node, Neg):
         return "-" + _spell(node.body)
+    if isinstance(node, Wrap) and node.kind == "iverson":  # a layer's W^{[1]}
+        return "[" + _spell(node.body) + "]"
     return type(node).__name__
 
 

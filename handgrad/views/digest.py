@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from handgrad.report import STATUS_WORD, Report, Result
+from handgrad.transcription import equation_count
 
 # (heading, checks, dtype): the columns of the one-line summary. The forward's values against
 # the reference have a column of their own, so that the autograd column is the gradients'
@@ -19,16 +20,26 @@ ORACLE_COLUMNS = (("forward", ("forward",), "float64"),
                   ("taylor", ("taylor",), "float64"),
                   ("descent", ("descent",), "float64"),
                   ("jvp", ("jvp", "jvp-fd", "jvp-complex-step", "dot-product"), "float64"),
-                  ("hvp", ("hvp", "hvp-fd", "symmetry"), "float64"))
+                  ("hvp", ("hvp", "hvp-fd", "symmetry"), "float64"),
+                  ("page", ("equation",), "float64"))
 # The columns shown only where some record has a hand jvp or hvp (keeping the line short). The
 # linearity rows of both sit in the tensor x oracle matrix, not here: a column cannot tell the
 # jvp's from the hvp's.
 LINEAR_HEADINGS = ("jvp", "hvp")
+# The page column (its equations passing / checked) is shown only where some record has a page.
+PAGE_HEADINGS = ("page",)
 
 
-def columns(linear: bool) -> tuple:
-    """ORACLE_COLUMNS, less the jvp and hvp columns unless ``linear``."""
-    return tuple(c for c in ORACLE_COLUMNS if linear or c[0] not in LINEAR_HEADINGS)
+def columns(linear: bool, page: bool = False) -> tuple:
+    """ORACLE_COLUMNS, less the jvp and hvp columns unless ``linear``, less the page column
+    unless ``page``."""
+    return tuple(c for c in ORACLE_COLUMNS if (linear or c[0] not in LINEAR_HEADINGS)
+                 and (page or c[0] not in PAGE_HEADINGS))
+
+
+def has_page(report: Report) -> bool:
+    """Whether the report holds results of a page's equations."""
+    return any(r.check == "equation" for r in report.results)
 
 
 def has_linear(report: Report) -> bool:
@@ -44,7 +55,7 @@ MATRIX_COLUMNS = (("contract", "float64"), ("forward", "float64"), ("autograd", 
                   ("hvp-fd", "float64"), ("symmetry", "float64"), ("linearity", "float64"),
                   ("taylor2", "float64"), ("contract", "float32"), ("forward", "float32"),
                   ("autograd", "float32"), ("jvp", "float32"), ("hvp", "float32"),
-                  ("coverage", "float64"))
+                  ("coverage", "float64"), ("equation", "float64"))
 # Which status a cell shows when its cases disagree: the most alarming.
 SEVERITY = ("error", "fail", "vacuous", "unreliable", "warning", "skipped", "pass")
 
@@ -96,13 +107,18 @@ def figure(results: list[Result]) -> str:
     return f"{max(worst):.1e}" if worst else "-"
 
 
-def oracle_cells(report: Report, linear: bool = True) -> list[tuple[str, str, str]]:
+def oracle_cells(report: Report, linear: bool = True, page: bool = False
+                 ) -> list[tuple[str, str, str]]:
     """Per column (see :func:`columns`): (heading, figure, worst status); empty figure where it
-    did not run."""
+    did not run. The page's figure is its equations passing / checked."""
     cells = []
-    for heading, checks, dtype in columns(linear):
+    for heading, checks, dtype in columns(linear, page):
         rows = [r for r in report.results if r.check in checks and r.dtype == dtype]
         ran = [r for r in rows if r.status != "skipped"]
+        if heading == "page":
+            good, bad, _ = equation_count(report)
+            cells.append((heading, f"{good}/{good + bad}" if rows else "", worst_status(ran)))
+            continue
         cells.append((heading, figure(ran) if ran else ("skip" if rows else ""),
                       worst_status(rows)))
     return cells
@@ -140,3 +156,4 @@ def matrix(report: Report, tensor_order: tuple[str, ...] = ()
             cells[c] = Cell(status, text, first.message)
         rows.append((t, tag, cells))
     return columns, rows
+

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from handgrad import transcription
 from handgrad.record import Derivation
 from handgrad.report import STATUS_WORD, Report, Result, reproduce_command
 from handgrad.tolerances import IDENTITY_RTOL
@@ -39,6 +40,10 @@ img.plot{max-width:100%;height:auto;border:1px solid #eee}
 .eq{display:flex;align-items:center;margin:.4em 0;padding:.25em .6em;background:#f7f7fb;
 border-left:3px solid #99c}.eq math{flex:1;font-size:1.1em}
 .eq:target{background:#fff3b0}.eqtag{margin-left:1em;color:#555}
+.eq.pass{border-left-color:#3a3}.eq.fail,.eq.error{border-left:6px solid #c22}
+.eq.skipped{border-left-color:#aaa}.eqverdict{margin-left:1em;flex:0 1 45%;font-size:.85em}
+.eq.fail .eqword,.eq.error .eqword{color:#a00;font-weight:bold}.eqcode{margin-left:.6em}
+.eqnote{display:block;font-weight:bold}.eqmessage{display:block;color:#444}
 code.math-error{color:#a00;background:#fdd}.note{color:#555;font-style:italic}
 nav{font-size:.9em;margin-bottom:.5em}.doc{max-width:900px}
 .doc h1{font-size:1.25em}.doc h2{font-size:1.1em}.doc h3{font-size:1em}
@@ -176,10 +181,15 @@ def _markdown(path: Path) -> tuple[str, frozenset[str]]:
 
 
 def markdown_of(record: Derivation | None, report: Report) -> tuple[str, frozenset[str]]:
-    path = doc_path(report.doc, record.origin if record else "")
+    """The record's page as HTML, each checked equation marked with its verdict."""
+    path = doc_path((record.page if record else "") or report.doc, record.origin if record else "")
     if path is None:
         return "", frozenset()
+    verdicts = {v.tag: v for v in transcription.equations(report)}
     try:
+        if verdicts:
+            body, tags = render(path.read_text(), verdicts)
+            return body, frozenset(tags)
         return _markdown(path.resolve())
     except OSError:
         return "", frozenset()
@@ -224,12 +234,13 @@ def index(reports: Iterable[Report], seconds: float, extra: str = "") -> str:
     reports = list(reports)
     good = sum(digest.verdict(r).good for r in reports)
     linear = any(digest.has_linear(rep) for rep in reports)
-    heads = [h for h, _, _ in digest.columns(linear)]
+    pages = any(digest.has_page(rep) for rep in reports)
+    heads = [h for h, _, _ in digest.columns(linear, pages)]
     rows = []
     for rep in reports:
         v = digest.verdict(rep)
         cells = "".join(f'<td class="num {status}">{esc(fig)}</td>'
-                        for _, fig, status in digest.oracle_cells(rep, linear))
+                        for _, fig, status in digest.oracle_cells(rep, linear, pages))
         about = rep.erratum or ""
         rows.append(f'<tr><td><a href="{filename(rep.derivation)}">{esc(rep.derivation)}</a>'
                     f'</td><td>{esc(rep.expect)}</td><td class="{"ok" if v.good else "bad"}">'

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
 from latex2mathml.converter import convert
@@ -73,9 +74,32 @@ def mathml(latex: str, display: bool) -> str:
     return f'<code class="math-error" title="{html.escape(why)}">{html.escape(latex)}</code>'
 
 
-def render(text: str) -> tuple[str, list[str]]:
-    """(HTML, the tags of the display equations in order)."""
+def verdict_html(v) -> str:
+    """The verdict beside an equation: the page's, the code's at the same tag, and where they
+    part, which side is wrong; the message of a failing equation below."""
+    word = {"pass": "right", "fail": "WRONG", "error": "ERROR", "skipped": "not checked",
+            "unreliable": "undecided", "warning": "right (warning)"}.get(v.status, v.status)
+    out = f'<span class="eqword">{html.escape(word)}'
+    out += f" [{html.escape(v.kind)}]</span>" if v.kind else "</span>"
+    if v.code:
+        code = {"pass": "right", "fail": "WRONG", "error": "ERROR"}.get(v.code, v.code)
+        out += f' <span class="eqcode">code: {html.escape(code)}' + (
+            f" [{html.escape(v.code_kind)}]" if v.code_kind else "") + "</span>"
+    if v.transcription == "code":
+        out += ' <span class="eqnote">the page is right, the transcription is not</span>'
+    elif v.transcription == "page":
+        out += ' <span class="eqnote">the code is right, the page is not</span>'
+    if v.message and v.status != "pass":
+        out += f'<span class="eqmessage">{html.escape(v.message)}</span>'
+    return f'<span class="eqverdict">{out}</span>'
+
+
+def render(text: str, verdicts: Mapping[str, object] | None = None) -> tuple[str, list[str]]:
+    """(HTML, the tags of the display equations in order). ``verdicts``: tag -> the
+    equation's verdict (:class:`handgrad.transcription.EquationVerdict`), shown beside the
+    equation, which is marked with its status's class (``eq fail``)."""
     tags: list[str] = []
+    verdicts = verdicts or {}
 
     def inline(renderer, tokens, index, options, env) -> str:
         return mathml(tokens[index].content.strip(), display=False)
@@ -86,8 +110,11 @@ def render(text: str) -> tuple[str, list[str]]:
         tags.extend(found)
         ident = f' id="{anchor(found[0])}"' if found else ""
         label = "".join(f'<span class="eqtag">({html.escape(t)})</span>' for t in found)
-        return (f'<span class="eq"{ident}>{mathml(TAG.sub("", latex).strip(), display=True)}'
-                f"{label}</span>")
+        verdict = verdicts.get(found[0]) if found else None
+        status = f" {verdict.status}" if verdict is not None else ""
+        beside = verdict_html(verdict) if verdict is not None else ""
+        return (f'<span class="eq{status}"{ident}>'
+                f'{mathml(TAG.sub("", latex).strip(), display=True)}{label}{beside}</span>')
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     md.use(dollarmath_plugin, allow_labels=False, double_inline=True)

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from handgrad import contain
+from handgrad import contain, transcription
 from handgrad.report import STATUS_WORD, Report, Result, informativeness
 from handgrad.views import digest
 
@@ -26,6 +26,7 @@ from handgrad.views import digest
 FILE_WIDTH = 1000
 FIGURE_WIDTH = 8  # "autograd", 1.2e-04
 SLOPE_WIDTH = 10  # slope 2.00
+PAGE_WIDTH = 5  # 14/14: equations right / checked (a page holds fewer than 100)
 CASE_WIDTH = 28
 BAD = ("fail", "error", "vacuous")
 
@@ -48,12 +49,13 @@ def emit(out: Console, renderable) -> None:
     out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
-def _grid(name_width: int, linear: bool = False) -> Table:
+def _grid(name_width: int, linear: bool = False, page: bool = False) -> Table:
     grid = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1), expand=False)
     grid.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
     grid.add_column(width=5, justify="right", no_wrap=True)
-    for heading, _, _ in digest.columns(linear):
-        grid.add_column(width=SLOPE_WIDTH if heading == "taylor" else FIGURE_WIDTH,
+    for heading, _, _ in digest.columns(linear, page):
+        grid.add_column(width=SLOPE_WIDTH if heading == "taylor" else PAGE_WIDTH
+                        if heading == "page" else FIGURE_WIDTH,
                         justify="right", no_wrap=True, overflow="ellipsis")
     grid.add_column(no_wrap=True, overflow="ellipsis")
     return grid
@@ -67,20 +69,22 @@ def verdict_text(report: Report) -> Text:
     return text
 
 
-def summary_line(report: Report, name_width: int, linear: bool = False) -> Table:
+def summary_line(report: Report, name_width: int, linear: bool = False,
+                 page: bool = False) -> Table:
     """One line: name, cases, the worst figure per oracle (with the jvp and hvp columns when
-    ``linear``), the verdict."""
-    grid = _grid(name_width, linear)
+    ``linear``, the page's equations passing / checked when ``page``), the verdict."""
+    grid = _grid(name_width, linear, page)
     figures = [Text(fig, style="red" if status in BAD and report.expect == "pass" else "")
-               for _, fig, status in digest.oracle_cells(report, linear)]
+               for _, fig, status in digest.oracle_cells(report, linear, page)]
     grid.add_row(report.derivation, str(digest.case_count(report)), *figures,
                  verdict_text(report))
     return grid
 
 
-def header_line(name_width: int, linear: bool = False) -> Table:
-    grid = _grid(name_width, linear)
-    grid.add_row("derivation", "cases", *(h for h, _, _ in digest.columns(linear)), "verdict",
+def header_line(name_width: int, linear: bool = False, page: bool = False) -> Table:
+    grid = _grid(name_width, linear, page)
+    grid.add_row("derivation", "cases", *(h for h, _, _ in digest.columns(linear, page)),
+                 "verdict",
                  style="bold")
     return grid
 
@@ -147,6 +151,7 @@ def block(out: Console, report: Report, verbose: bool = False) -> None:
                 and (r.tensor, evidence) not in seen:
             seen.add((r.tensor, evidence))
             out.print(f"  {r.check} {r.tensor}: {r.message}", soft_wrap=True)
+    equations_block(out, report, verbose)
     for line in report.diagnoses:
         out.print(line, soft_wrap=True, markup=False)
     printed = contain.output_of(report)
@@ -166,14 +171,52 @@ def block(out: Console, report: Report, verbose: bool = False) -> None:
               soft_wrap=True)
 
 
+def equation_line(v: transcription.EquationVerdict) -> Text:
+    """``(M8)  page FAIL [sign]  code ok``, with where the page and the code part."""
+    word = STATUS_WORD[v.status] + (f" [{v.kind}]" if v.kind else "")
+    text = Text(f"  ({v.tag})".ljust(10))
+    text.append(f"page {word}", style="red" if v.status in BAD else "")
+    if v.code:
+        code = STATUS_WORD[v.code] + (f" [{v.code_kind}]" if v.code_kind else "")
+        text.append(f"   code {code}", style="red" if v.code in BAD else "")
+        if v.after:
+            text.append(f" (after the wrong ({v.after}))")
+    if v.transcription == "code":
+        text.append(f"   the page is right at ({v.tag}), the code is not: look at the code's "
+                    f"line tagged ({v.tag})", style="bold")
+    elif v.transcription == "page":
+        text.append(f"   the code is right at ({v.tag}), the page is not: the equation as "
+                    "written differs from what the code computes", style="bold")
+    return text
+
+
+def equations_block(out: Console, report: Report, verbose: bool = False) -> None:
+    """The page's equations: every one with ``verbose``, else those that fail or were not
+    checked, and those where the page and the code disagree; each with its message."""
+    verdicts = transcription.equations(report)
+    if not verdicts:
+        return
+    good, bad, unchecked = transcription.equation_count(report)
+    out.print(f"  page: {good} of {len(verdicts)} equations right, {bad} wrong, {unchecked} "
+              "not checked", soft_wrap=True)
+    for v in verdicts:
+        if verbose or v.status != "pass" or v.transcription:
+            out.print(equation_line(v), soft_wrap=True)
+            if v.message and v.status != "pass":
+                out.print(f"            {v.message}", soft_wrap=True, markup=False)
+
+
 class Display:
     """What ``handgrad check`` prints while it runs and at the end."""
 
     def __init__(self, names: Sequence[str], verbose: bool = False, lines: bool = True,
-                 doing: str = "checking", linear: bool = False):
-        """``linear``: some record has a hand jvp or hvp (the line gets their columns)."""
+                 doing: str = "checking", linear: bool = False, page: bool = False):
+        """``linear``: some record has a hand jvp or hvp (the line gets their columns);
+        ``page``: some record has a page whose equations are checked (the line gets the page's
+        column)."""
         self.out = console()
         self.linear = linear
+        self.page = page
         self.verbose = verbose
         self.lines = lines
         self.doing = doing
@@ -210,9 +253,9 @@ class Display:
         if not self.lines:
             return
         if not self.headed:
-            emit(self.out, header_line(self.name_width, self.linear))
+            emit(self.out, header_line(self.name_width, self.linear, self.page))
             self.headed = True
-        emit(self.out, summary_line(report, self.name_width, self.linear))
+        emit(self.out, summary_line(report, self.name_width, self.linear, self.page))
 
     def close(self, reports: Sequence[Report], elapsed: float, broken: int = 0) -> None:
         """The blocks (every report with ``verbose``, else the unexpected ones) and the
