@@ -44,7 +44,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from handgrad.discovery import Broken, discover_path
-from handgrad.grade.proxies import RemoteModule, SubmissionFinder, module_names
+from handgrad.grade.proxies import RemoteModule, SubmissionFinder, module_names, set_aside
 from handgrad.grade.remote import Channel, Incident, Limits
 from handgrad.report import Report, Result, remember_record
 
@@ -142,6 +142,7 @@ def grade_one(folder: str, options: Options) -> Graded:
     graded.contained = options.contained
     channel = Channel(work, work, options.limits, options.contained, tuple(map(str, hidden)))
     finder = SubmissionFinder(channel, names)
+    aside = set_aside(names)
     sys.meta_path.append(finder)
     restarts = 0
     try:
@@ -180,6 +181,7 @@ def grade_one(folder: str, options: Options) -> Graded:
         for name in names:
             if isinstance(sys.modules.get(name), RemoteModule):
                 del sys.modules[name]
+        sys.modules.update(aside)
         channel.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     return graded

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import inspect
+import sys
 import types
 from pathlib import Path
 
@@ -256,6 +257,24 @@ class SubmissionFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         """Nothing here: the module is imported there on first use of one of its names."""
+
+
+def set_aside(names) -> dict:
+    """Take out of ``sys.modules`` the modules of these names that an earlier load left there
+    from outside the Python installation (another folder's ``layers``), so that the submission's
+    module, not a stale one, answers ``import layers``; installed modules (numpy, torch) stay,
+    as the finder is last on ``sys.meta_path``. Put them back with ``sys.modules.update``."""
+    prefixes = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    aside = {}
+    for name in names:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is None or (file and any(Path(file).resolve().is_relative_to(p)
+                                           for p in prefixes)):
+            continue
+        if file or not hasattr(module, "__path__"):  # not a namespace of the installation
+            aside[name] = sys.modules.pop(name)
+    return aside
 
 
 def module_names(folder: Path) -> set[str]:

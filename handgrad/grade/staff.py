@@ -24,7 +24,7 @@ from pathlib import Path
 
 import handgrad
 from handgrad.discovery import Broken, discover_path, python_files
-from handgrad.grade.proxies import Missing, module_names
+from handgrad.grade.proxies import Missing, module_names, set_aside
 from handgrad.record import Derivation
 
 
@@ -96,10 +96,9 @@ def load_records(paths: Iterable[str], sources: Mapping[str, str] | None,
                  submission_modules: Iterable[str]) -> tuple[list[Derivation], list[Broken]]:
     """The staff's records with stand-ins for the submissions' modules."""
     finder = StandInFinder(submission_modules)
-    # A module of the same name already imported in this process (a previous load, a test) must
-    # not stand in for the submissions': it is set aside for the load and put back after.
-    aside = {name: sys.modules.pop(name) for name in finder.names if name in sys.modules}
-    sys.meta_path.insert(0, finder)
+    # a module of the same name that an earlier load left in this process is set aside
+    aside = set_aside(finder.names)
+    sys.meta_path.append(finder)
     try:
         records, broken = [], []
         for path in paths:
