@@ -34,7 +34,6 @@ them skipped (``--benchmark-only`` skips every test that is not a benchmark) or 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -80,8 +79,10 @@ def _xdist_blocks_benchmarks(config: pytest.Config) -> bool:
     itself: ``-n auto`` in this repository's addopts)."""
     asked = config.getoption("benchmark_enable", False) and not config.getoption(
         "benchmark_skip", False)
+    # A worker's config carries ``workerinput``; an environment variable would also be
+    # inherited by a pytest that a test starts in a subprocess, which is not under xdist.
     return bool(asked and (config.getoption("dist", "no") != "no"
-                           or os.environ.get("PYTEST_XDIST_WORKER")))
+                           or hasattr(config, "workerinput")))
 
 
 XDIST_MESSAGE = ("benchmarks DID NOT RUN: pytest-xdist is active (-n), and pytest-benchmark "

@@ -84,7 +84,10 @@ def make(root: Path) -> Path:
 def environment(root: Path) -> dict[str, str]:
     """The user's shell: this environment's scripts first, the GEMM history kept inside the
     project (never the tester's ~/.cache), no PYTHONPATH pointing into this repository."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # Nor the variables of the pytest running this test (PYTEST_XDIST_WORKER and the like):
+    # the user's pytest is not one of its workers.
+    env = {k: v for k, v in os.environ.items()
+           if k != "PYTHONPATH" and not k.startswith("PYTEST_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["XDG_CACHE_HOME"] = str(root / "cache")
     return env

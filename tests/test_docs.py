@@ -300,7 +300,14 @@ def test_site_in_chromium(built_site, tmp_path):
                 page.goto(base + name, wait_until="networkidle")
                 seen[name] = page.evaluate("""() => {
                     const maths = Array.from(document.querySelectorAll('article math'));
-                    const text = document.querySelector('article').innerText;
+                    // The page's prose, less its code: a page may show LaTeX source on purpose
+                    // (the notation page quotes `$$ ... \\tag{M8} $$` in a code span).
+                    const article = document.querySelector('article');
+                    const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+                    let text = '';
+                    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+                        if (!n.parentElement.closest('code, pre, math')) text += n.data;
+                    }
                     return {
                         maths: maths.length,
                         // MathML laid out by the browser has a size; unrendered markup has none.
