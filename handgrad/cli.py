@@ -9,14 +9,15 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from handgrad import config, scaffold
 
-from handgrad import config, contain, parallel, scaffold
-from handgrad.adapt.functions import DEVICE_VARIABLE
-from handgrad.discovery import discover_sources, select
-from handgrad.report import Report
-from handgrad.views import html_report, site, summary, terminal
+if TYPE_CHECKING:
+    from handgrad.report import Report
+
+# torch, the engine and the views are imported by the commands that use them: ``handgrad new``
+# and the usage answer at once, without the second and a half torch takes to import.
 
 
 def parse_dims(text: str) -> dict[str, int]:
@@ -27,6 +28,8 @@ def parse_dims(text: str) -> dict[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from handgrad import parallel
+
     p = argparse.ArgumentParser(prog="handgrad check",
                                 description="Check hand-derived gradients against every oracle.")
     p.add_argument("names", nargs="*", help="derivation names or prefixes (default: all)")
@@ -60,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def watch(args: argparse.Namespace, paths: list[str] | None) -> int:
     """``handgrad check --watch``: print each round's lines as ``handgrad check`` would."""
+    from handgrad import parallel
     from handgrad import watch as watching
+    from handgrad.views import terminal
 
     options = parallel.Options(seed=args.seed, cases=args.cases, dims=args.dims,
                                data_seed=args.data_seed if args.dims else None)
@@ -186,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] != "check":
         print(USAGE, file=sys.stderr)
         return 2
+    import torch
+
+    from handgrad import contain, parallel
+    from handgrad.adapt.functions import DEVICE_VARIABLE
+    from handgrad.discovery import discover_sources, select
+    from handgrad.views import site, summary, terminal
+
     contain.watch_interrupts()
     args = build_parser().parse_args(argv[1:])
     paths = [p for group in args.path for p in group] if args.path else None
@@ -263,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
+    from handgrad.views import site
+
     p = argparse.ArgumentParser(prog="handgrad report",
                                 description="Write the visual report: a static site with an "
                                             "index, a page per derivation, and a benchmark page.")
@@ -284,6 +298,9 @@ def build_report_parser() -> argparse.ArgumentParser:
 
 
 def report(argv: list[str]) -> int:
+    from handgrad.discovery import discover_sources, select
+    from handgrad.views import html_report
+
     args = build_report_parser().parse_args(argv)
     if args.bench is not None:
         try:
@@ -312,6 +329,8 @@ def write_report(out: Path, records, reports: list[Report] | None, paths, *, see
                  quiet: bool = False) -> list[Report]:
     """Write the site into ``out``: with ``reports`` (a check just run) only the pictures are
     drawn, else every record is checked and drawn, with the terminal display of a check."""
+    from handgrad.views import site, terminal
+
     started = time.perf_counter()
     display = None if quiet else terminal.Display(
         [r.name for r in records], lines=reports is None,

@@ -61,6 +61,7 @@ def test_check_time_against_parameter_count(benchmark, hidden):
     assert all(r.passed for r in results)
 
 
+@pytest.mark.slow
 def test_one_wrong_entry_of_w1_is_caught_in_a_million_parameters():
     """Every oracle that sees W1 as a whole (autograd, directional finite differences, the
     complex step along directions, the Taylor test) rejects one entry off by a tenth of the
