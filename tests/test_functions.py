@@ -12,7 +12,7 @@ import torch
 from torch.autograd import gradcheck
 
 import handgrad
-from handgrad import adapt, cli
+from handgrad import adapt, cli, discovery
 from handgrad.adapt.functions import DEVICE_VARIABLE, function_of
 from tests import corpus_functions as corpus
 
@@ -115,7 +115,7 @@ def test_device_checks_run_every_dtype_on_cuda(monkeypatch, name):
 
 def test_terminal_line_and_json_for_function_records(monkeypatch, capsys):
     records = [BY_NAME["fn-gelu"], BY_NAME["fn-viewed-upstream"]]
-    monkeypatch.setattr(cli, "discover_sources", lambda paths: [("here", records, [])])
+    monkeypatch.setattr(discovery, "discover_sources", lambda paths: [("here", records, [])])
     assert cli.main(["check", "--cases", "1"]) == 0
     out = capsys.readouterr().out
     assert "fn-viewed-upstream" in out and "rejected [upstream-layout]" in out

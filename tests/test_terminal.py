@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 import handgrad
-from handgrad import cli
+from handgrad import cli, discovery
 from handgrad.discovery import find
 from handgrad.views import terminal
 
@@ -38,7 +38,7 @@ def records():
 
 
 def run(monkeypatch, capsys, records, *args) -> tuple[int, str]:
-    monkeypatch.setattr(cli, "discover_sources", lambda paths: [("here", records, [])])
+    monkeypatch.setattr(discovery, "discover_sources", lambda paths: [("here", records, [])])
     status = cli.main(["check", "--cases", str(CASES), *args])
     return status, capsys.readouterr().out
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import handgrad
-from handgrad import cli
+from handgrad import cli, discovery
 from handgrad.cases import sample_cases
 from handgrad.check import check_case
 from tests import kinky
@@ -159,7 +159,7 @@ def test_a_reference_raising_only_in_float64_is_an_error_result_not_a_crash(caps
     assert all("slow_conv2d" in r.message and "fix the PyTorch reference" in r.message
                for r in errors)
     # The CLI carries on with the other records, and reports each.
-    monkeypatch.setattr(cli, "discover_sources",
+    monkeypatch.setattr(discovery, "discover_sources",
                         lambda paths: [("here", [fragile, LINEAR], [])])
     assert cli.main(["check", "--cases", "2", "--json"]) == 1
     rows = json.loads(capsys.readouterr().out)
