@@ -24,7 +24,9 @@ For each submission folder:
    the next record (at most ``MAX_RESTARTS`` times).
 
 Record files inside the submission folders are never loaded: the records, their tolerances,
-references and cases come from ``--records`` only.
+references and cases come from ``--records`` only. A record whose ``page`` is a relative path is
+checked on the page the submission provides there (:func:`submitted_page`: data, evaluated here
+and never run; a link out of the copy or an oversized page is refused).
 
 Submissions are graded in ``jobs`` grader processes (spawned, one torch thread each); a grader
 process never runs submission code, so it is reused from one submission to the next.
@@ -169,7 +171,9 @@ def grade_one(folder: str, options: Options) -> Graded:
             if isinstance(record, _NotLoaded):
                 graded.reports.append(_incident_report(record.record, record.incident))
                 continue
+            record, refusal = submitted_page(record, work, source)
             report = check(record, options.seed, options.cases)
+            name_as_submitted(report, work, source, refusal)
             if len(channel.incidents) > seen:
                 report = _incident_report(record, channel.incidents[seen])
             graded.printed[record.name] = channel.printed(start)
@@ -185,6 +189,58 @@ def grade_one(folder: str, options: Options) -> Graded:
         channel.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     return graded
+
+
+PAGE_BYTES = 1 << 20
+"""The largest submitted page read (1 MiB: a page of LaTeX is a few kilobytes)."""
+
+
+def submitted_page(record, work: Path, source: Path):
+    """``record`` with its page read from the submission's copy, where its ``page`` is a
+    relative path (the staff's ``page="derivation.md"``: the page each student hands in), and
+    why it was refused, if it was. A page is data: it is parsed and evaluated here by
+    handgrad's own evaluator and never run, but it is read here, outside the sandbox, so only a
+    regular file inside the copy is read: a link out of it (to the staff's files, say) or an
+    oversized file is refused; a missing one is reported as missing by the page check."""
+    page = getattr(record, "page", "")
+    if not page or Path(page).is_absolute():
+        return record, ""
+    candidate = work / page
+    try:
+        inside = candidate.resolve().is_relative_to(work.resolve())
+    except OSError:
+        inside = False
+    why = ""
+    if not inside:
+        why = "outside the submission's folder (a link out of it, or a path with ..)"
+    elif candidate.exists() and not candidate.is_file():
+        why = "not a regular file"
+    elif candidate.is_file() and candidate.stat().st_size > PAGE_BYTES:
+        why = f"larger than {PAGE_BYTES >> 20} MiB"
+    if not why:
+        return replace(record, page=str(candidate)), ""
+    refusal = (f"the page {source / page} is {why}: not read (a submitted page must be a "
+               f"regular file inside the submission's folder, at most {PAGE_BYTES >> 20} MiB)")
+    # a path that is not there: nothing outside the copy is ever read
+    return replace(record, page=str(work.parent / "refused" / Path(page).name)), refusal
+
+
+def name_as_submitted(report: Report, work: Path, source: Path, refusal: str) -> None:
+    """The rows and diagnoses of ``report`` with the copy's paths named as the submission's
+    folder (a missing page is the student's ``derivation.md``, not the grader's scratch), and
+    a refused page's error row saying why it was refused."""
+    def named(text: str) -> str:
+        return text.replace(str(work), str(source))
+
+    results = []
+    for r in report.results:
+        message = refusal if (refusal and r.check == "equation"
+                              and r.kind == "page-error") else named(r.message)
+        results.append(r if message == r.message else replace(r, message=message))
+    report.results = results
+    report.diagnoses = [f"equation (page): {refusal}"
+                        if refusal and d.startswith("equation (page):") else named(d)
+                        for d in report.diagnoses]
 
 
 @dataclass(frozen=True)

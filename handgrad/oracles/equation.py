@@ -32,6 +32,9 @@ def run_equations(run: CaseRun) -> None:
                            "or the record's page field")
         return
     if page is None or not page.equations:
+        if record.backward is None:  # a page-only record: the page is all there is to check
+            run.result("equation", "(page)", "error", kind="page-error",
+                       message=nothing_checked(record, page))
         return
     values = reference_values(record, run.inputs, run.dout)
     for e in check_page(record, run.case, page, values=values):
@@ -59,6 +62,14 @@ ORACLE = Oracle("equation", "the derivation page's equations", run_equations,
                 fix="fix the page or the record's symbols")
 
 
+def nothing_checked(record, page) -> str:
+    """The message of a record with no backward whose page has no tagged equation: a page-only
+    record with nothing on its page to check is an error, never a pass."""
+    where = "no page" if page is None else f"no tagged equation in {page.path}"
+    return (f"{record.name!r} has no backward and {where}: nothing of it was checked; tag the "
+            "page's display equations ($$ ... \\tag{1} $$)")
+
+
 def page_only(record, case) -> list[Result]:
     """The rows of a record with a page and a reference but no code: every tagged equation of
     the page judged on the case (float64), and a row saying what needs the code."""
@@ -79,6 +90,9 @@ def page_only(record, case) -> list[Result]:
                        kind="page-error", message=f"checking the page of {record.name!r} raised "
                        f"{type(exc).__name__}: {exc}; fix the page, the reference or the "
                        "record's symbols")]
+    if not found:
+        return [Result(**base, check="equation", tensor="(page)", status="error",
+                       kind="page-error", message=nothing_checked(record, page))]
     rows = [Result(**base, check="contract", tensor="(code)", status="skipped",
                    message="no hand code yet: the page's equations are checked alone; the "
                            "contract, autograd, finite differences and the Taylor test need "
