@@ -202,7 +202,7 @@ def submitted_page(record, work: Path, source: Path):
     handgrad's own evaluator and never run, but it is read here, outside the sandbox, so only a
     regular file inside the copy is read: a link out of it (to the staff's files, say) or an
     oversized file is refused; a missing one is reported as missing by the page check."""
-    page = getattr(record, "page", "")
+    page = record.page
     if not page or Path(page).is_absolute():
         return record, ""
     candidate = work / page
